@@ -1,0 +1,46 @@
+# codecgen: `make test` and `make demo` do all set-up on a fresh machine; a second run skips what is done.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.codecgen-installed
+TORCH := torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1
+SYSTEM_TOOLS := ffmpeg espeak-ng sox
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup system-deps test demo demo-train corpus clean-runs
+
+setup: system-deps $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch first, pinned: the CUDA wheels are large and nothing else may pick another build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) >/dev/null; \
+	fi
+
+test: setup
+	$(PY) -m pytest -q tests
+
+corpus: setup
+	$(PY) -m codecgen.datamodules.prepare speech --out data/speech
+
+# The main job end to end: corpus, a HiFi-Codec, infer.py encode/decode, a table against Opus.
+demo: corpus
+	$(PY) scripts/demo.py
+
+demo-train: corpus
+	$(PY) scripts/demo.py --train
+
+clean-runs:
+	rm -rf runs demo_out
