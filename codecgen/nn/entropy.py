@@ -1,0 +1,395 @@
+"""Lossless entropy coding of quantizer codes: integer codes <-> bytes.
+
+Codes follow the quantizer contract (DESIGN.md): an integer array ``(B, n_codebooks,
+*spatial)`` where codebook ``i`` has the alphabet ``{0, ..., K_i - 1}``. They are range
+coded (constriction's ``RangeEncoder`` with ``Categorical(perfect=False)`` /
+``Uniform`` models; Duda-style ANS would do as well, a range coder is chosen because
+its queue order makes the symbol order easy to document) under one of two
+``EntropyModel`` kinds:
+
+- ``uniform``: every symbol costs ``log2(K_i)`` bits; nothing to transmit but the sizes.
+- ``histogram``: one static, per-file histogram per codebook, fitted on the codes
+  themselves (``fit_histogram``) and stored in the file header. Counts are quantized
+  to a log scale (4 levels per octave, 20 octaves of dynamic range) so the table is
+  about one byte per symbol before zlib; the quantized counts *are* the model, so
+  encoder and decoder see the same table and coding stays lossless. The rounding costs
+  well under 0.01 bit per symbol.
+
+Payload layout: one range-coded stream. Symbols are coded codebook-major: all symbols
+of codebook 0 in C order over ``(B, *spatial)``, then codebook 1, ... (one batched
+``encode`` call per codebook is ~100x faster than symbol-by-symbol calls). Codebooks
+with ``K_i == 1`` carry no information and are skipped. The stream's 32-bit words are
+written big-endian and up to 3 trailing zero bytes of the final word are dropped (the
+decoder pads them back), so a single symbol costs 1 byte, not 4.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import operator
+import zlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import constriction
+import numpy as np
+import torch
+
+__all__ = [
+    "EntropyModel",
+    "uniform_model",
+    "fit_histogram",
+    "quantize_counts",
+    "encode",
+    "decode",
+    "information_bits",
+    "best_model",
+]
+
+MAX_CODEBOOKS = 4096
+MAX_CODEBOOK_SIZE = 2**20
+MAX_SYMBOLS = 2**31
+MAX_NDIM = 8
+KINDS = ("uniform", "histogram")
+
+# Log-scale count levels: level q <-> count (4 + q % 4) << (q // 4), i.e. a tiny float
+# with a 2-bit mantissa. Integer-only, so every platform rebuilds identical counts.
+_MANTISSA_BITS = 2
+_OCTAVES = 20
+MAX_LEVEL = _OCTAVES << _MANTISSA_BITS  # 80: counts span 4 .. 4 << 20
+
+_queue = constriction.stream.queue
+_models = constriction.stream.model
+
+
+def _level_counts() -> np.ndarray:
+    """All representable counts, indexed by level (strictly increasing int64)."""
+    q = np.arange(MAX_LEVEL + 1, dtype=np.int64)
+    one = 1 << _MANTISSA_BITS
+    return (one + (q & (one - 1))) << (q >> _MANTISSA_BITS)
+
+
+_LEVEL_COUNTS = _level_counts()
+_LOG_LEVEL_COUNTS = np.log2(_LEVEL_COUNTS.astype(np.float64))
+
+
+@dataclass
+class EntropyModel:
+    """A static per-codebook probability model.
+
+    ``counts[i]`` (histogram only) holds ``codebook_sizes[i]`` positive integers; the
+    probability of symbol ``s`` is ``counts[i][s] / sum(counts[i])``.
+    """
+
+    kind: str
+    codebook_sizes: list[int]
+    counts: list[list[int]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"entropy model kind must be one of {KINDS}, got {self.kind!r}")
+        self.codebook_sizes = _check_codebook_sizes(self.codebook_sizes)
+        if self.kind == "uniform":
+            if self.counts is not None:
+                raise ValueError("a uniform entropy model takes no counts")
+            return
+        self.counts = _check_counts(self.counts, self.codebook_sizes)
+
+    def probabilities(self, i: int) -> np.ndarray:
+        """Probability table of codebook ``i`` (float64, sums to 1)."""
+        k = self.codebook_sizes[i]
+        if self.kind == "uniform":
+            return np.full(k, 1.0 / k)
+        counts = np.asarray(self.counts[i], dtype=np.float64)
+        return counts / counts.sum()
+
+    def to_header(self) -> dict[str, Any]:
+        """A compact JSON-serialisable description (inverse: ``from_header``).
+
+        Histogram counts are stored as their log-scale levels, one byte per symbol,
+        all codebooks concatenated, zlib-compressed and base64-encoded (``"levels"``).
+        """
+        header: dict[str, Any] = {"kind": self.kind, "codebook_sizes": list(self.codebook_sizes)}
+        if self.kind == "histogram":
+            levels = [_counts_to_levels(np.asarray(c, dtype=np.int64)) for c in self.counts]
+            raw = np.concatenate(levels).astype(np.uint8).tobytes()
+            header["levels"] = base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+        return header
+
+    @classmethod
+    def from_header(cls, d: Any) -> EntropyModel:
+        """Rebuild a model from ``to_header()``'s dict, trusting nothing in it."""
+        if not isinstance(d, dict):
+            raise ValueError(f"entropy model header must be a JSON object, got {type(d).__name__}")
+        kind = d.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"entropy model header: 'kind' must be one of {KINDS}, got {kind!r}")
+        expected = {"kind", "codebook_sizes"} | ({"levels"} if kind == "histogram" else set())
+        if set(d) != expected:
+            raise ValueError(
+                f"entropy model header: expected keys {sorted(expected)}, got {sorted(d)}"
+            )
+        sizes = _check_codebook_sizes(d["codebook_sizes"])
+        if kind == "uniform":
+            return cls("uniform", sizes)
+        levels = _unpack_levels(d["levels"], sum(sizes))
+        counts, start = [], 0
+        for k in sizes:
+            counts.append(_LEVEL_COUNTS[levels[start : start + k]].tolist())
+            start += k
+        return cls("histogram", sizes, counts)
+
+    def header_bytes(self) -> int:
+        """Size of ``to_header()`` as compact JSON, in bytes."""
+        return len(json.dumps(self.to_header(), separators=(",", ":")).encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _as_int(value: Any, what: str) -> int:
+    """``value`` as a Python int; bools and floats are refused (JSON may hold either)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{what} must be an integer, got {type(value).__name__}") from None
+
+
+def _check_codebook_sizes(sizes: Any) -> list[int]:
+    if not isinstance(sizes, (list, tuple)):
+        raise ValueError(f"codebook_sizes must be a list of ints, got {type(sizes).__name__}")
+    if not 1 <= len(sizes) <= MAX_CODEBOOKS:
+        raise ValueError(f"number of codebooks must be in [1, {MAX_CODEBOOKS}], got {len(sizes)}")
+    out = [_as_int(k, f"codebook_sizes[{i}]") for i, k in enumerate(sizes)]
+    for i, k in enumerate(out):
+        if not 1 <= k <= MAX_CODEBOOK_SIZE:
+            raise ValueError(f"codebook_sizes[{i}] must be in [1, 2**20], got {k}")
+    return out
+
+
+def _check_counts(counts: Any, sizes: list[int]) -> list[list[int]]:
+    if not isinstance(counts, (list, tuple)) or len(counts) != len(sizes):
+        raise ValueError(f"histogram model needs one counts list per codebook ({len(sizes)})")
+    out = []
+    for i, (c, k) in enumerate(zip(counts, sizes)):
+        arr = np.asarray(c)
+        if arr.ndim != 1 or arr.shape[0] != k:
+            raise ValueError(f"counts[{i}] must hold {k} entries, got shape {arr.shape}")
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"counts[{i}] must be integers, got dtype {arr.dtype}")
+        if k and arr.min() < 1:
+            raise ValueError(f"counts[{i}] must be positive (every symbol must be encodable)")
+        out.append(arr.astype(np.int64).tolist())
+    return out
+
+
+def _unpack_levels(text: Any, n: int) -> np.ndarray:
+    """base64(zlib(level bytes)) -> ``n`` levels; bounded so a zip bomb cannot expand."""
+    if not isinstance(text, str):
+        raise ValueError(f"entropy model header: 'levels' must be a string, got {type(text).__name__}")
+    try:
+        packed = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ValueError(f"entropy model header: 'levels' is not valid base64 ({exc})") from None
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(packed, n + 1)  # one extra byte reveals an over-long table
+    except zlib.error as exc:
+        raise ValueError(f"entropy model header: 'levels' is not valid zlib data ({exc})") from None
+    if len(raw) != n or not inflater.eof or inflater.unused_data:
+        raise ValueError(
+            f"entropy model header: 'levels' must decode to exactly {n} bytes "
+            f"(one per symbol), got {len(raw)}{'+' if inflater.unconsumed_tail else ''}"
+        )
+    levels = np.frombuffer(raw, dtype=np.uint8)
+    if n and levels.max() > MAX_LEVEL:
+        raise ValueError(f"entropy model header: level {levels.max()} exceeds {MAX_LEVEL}")
+    return levels.astype(np.int64)
+
+
+def _counts_to_levels(counts: np.ndarray) -> np.ndarray:
+    """Exact inverse of the level table; counts off the table cannot be stored."""
+    levels = np.searchsorted(_LEVEL_COUNTS, counts)
+    inside = levels <= MAX_LEVEL
+    exact = inside & (_LEVEL_COUNTS[np.minimum(levels, MAX_LEVEL)] == counts)
+    if not exact.all():
+        raise ValueError(
+            "histogram counts are not on the log-scale level table; build the model with "
+            "fit_histogram() or pass counts through quantize_counts()"
+        )
+    return levels
+
+
+def _check_codes(codes: Any, model: EntropyModel) -> np.ndarray:
+    """Codes as a C-contiguous int64 numpy array, or ValueError saying what is wrong."""
+    if isinstance(codes, torch.Tensor):
+        if codes.dtype == torch.bool or codes.is_floating_point() or codes.is_complex():
+            raise ValueError(f"codes must have an integer dtype, got {codes.dtype}")
+        codes = codes.detach().cpu().numpy()
+    arr = np.asarray(codes)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"codes must have an integer dtype, got {arr.dtype}")
+    if not 2 <= arr.ndim <= MAX_NDIM:
+        raise ValueError(f"codes must be (B, n_codebooks, *spatial) with 2..{MAX_NDIM} dims, got {arr.shape}")
+    if arr.shape[1] != len(model.codebook_sizes):
+        raise ValueError(
+            f"codes have {arr.shape[1]} codebooks (axis 1) but the model has {len(model.codebook_sizes)}"
+        )
+    if arr.size > MAX_SYMBOLS:
+        raise ValueError(f"codes hold {arr.size} symbols, more than {MAX_SYMBOLS}")
+    if arr.size:
+        per_cb = _codebook_major(arr)
+        lo, hi = per_cb.min(axis=1), per_cb.max(axis=1)
+        for i, k in enumerate(model.codebook_sizes):
+            if lo[i] < 0 or hi[i] >= k:
+                raise ValueError(
+                    f"codebook {i} holds values in [{int(lo[i])}, {int(hi[i])}], outside [0, {k})"
+                )
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_decode_shape(shape: Any, model: EntropyModel) -> tuple[int, ...]:
+    if not isinstance(shape, (list, tuple)):
+        raise ValueError(f"shape must be a tuple of ints, got {type(shape).__name__}")
+    if not 2 <= len(shape) <= MAX_NDIM:
+        raise ValueError(f"shape must have 2..{MAX_NDIM} dims, got {len(shape)}")
+    dims = tuple(_as_int(s, f"shape[{i}]") for i, s in enumerate(shape))
+    if any(s < 0 for s in dims):
+        raise ValueError(f"shape must be non-negative, got {dims}")
+    if dims[1] != len(model.codebook_sizes):
+        raise ValueError(f"shape has {dims[1]} codebooks but the model has {len(model.codebook_sizes)}")
+    if math.prod(dims) > MAX_SYMBOLS:
+        raise ValueError(f"shape {dims} holds more than {MAX_SYMBOLS} symbols")
+    return dims
+
+
+# --------------------------------------------------------------------------- models
+
+
+def uniform_model(codebook_sizes: Sequence[int]) -> EntropyModel:
+    """Every symbol of codebook ``i`` costs ``log2(K_i)`` bits."""
+    return EntropyModel("uniform", list(codebook_sizes))
+
+
+def quantize_counts(counts: Any) -> list[int]:
+    """Snap non-negative counts to the nearest (in log scale) storable level counts.
+
+    The largest count maps to the top level; zeros and counts more than 20 octaves
+    below it map to the bottom level, so every symbol stays encodable.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if c.ndim != 1 or not np.all(np.isfinite(c)) or (c.size and c.min() < 0):
+        raise ValueError("counts must be a 1-D array of finite non-negative numbers")
+    levels = np.zeros(c.shape, dtype=np.int64)
+    seen = c > 0
+    if seen.any():
+        target = np.log2(c[seen] / c.max()) + _LOG_LEVEL_COUNTS[-1]
+        hi = np.clip(np.searchsorted(_LOG_LEVEL_COUNTS, target), 1, MAX_LEVEL)
+        # nearest of the two neighbouring levels, measured in log2 (bits of code length)
+        pick_lo = (target - _LOG_LEVEL_COUNTS[hi - 1]) < (_LOG_LEVEL_COUNTS[hi] - target)
+        levels[seen] = np.where(pick_lo, hi - 1, hi)
+    return _LEVEL_COUNTS[levels].tolist()
+
+
+def fit_histogram(codes: Any, codebook_sizes: Sequence[int]) -> EntropyModel:
+    """Per-codebook histogram of ``codes``, quantized to storable counts (all >= 1)."""
+    sizes = _check_codebook_sizes(list(codebook_sizes))
+    arr = _check_codes(codes, EntropyModel("uniform", sizes))
+    per_cb = _codebook_major(arr)
+    counts = [quantize_counts(np.bincount(per_cb[i], minlength=k)) for i, k in enumerate(sizes)]
+    return EntropyModel("histogram", sizes, counts)
+
+
+def best_model(codes: Any, codebook_sizes: Sequence[int]) -> EntropyModel:
+    """Histogram or uniform, whichever makes payload + header smaller (estimated)."""
+    candidates = [uniform_model(codebook_sizes), fit_histogram(codes, codebook_sizes)]
+    return min(candidates, key=lambda m: information_bits(codes, m) / 8 + m.header_bytes())
+
+
+def information_bits(codes: Any, model: EntropyModel) -> float:
+    """Ideal code length ``-sum log2 p(code)`` of ``codes`` under ``model``, in bits."""
+    arr = _check_codes(codes, model)
+    per_cb = _codebook_major(arr)
+    total = 0.0
+    for i, k in enumerate(model.codebook_sizes):
+        if k == 1 or per_cb.shape[1] == 0:
+            continue
+        if model.kind == "uniform":
+            total += per_cb.shape[1] * math.log2(k)
+        else:
+            hist = np.bincount(per_cb[i], minlength=k)
+            total -= float(hist @ np.log2(model.probabilities(i)))
+    return total
+
+
+# --------------------------------------------------------------------------- coding
+
+
+def _codebook_major(arr: np.ndarray) -> np.ndarray:
+    """(B, n_cb, *spatial) -> (n_cb, B * prod(spatial)): the coding order."""
+    return np.moveaxis(arr, 1, 0).reshape(arr.shape[1], -1)
+
+
+def _coder_model(model: EntropyModel, i: int) -> Any:
+    """The constriction model for codebook ``i`` (built identically on both sides)."""
+    k = model.codebook_sizes[i]
+    if model.kind == "uniform":
+        return _models.Uniform(k)
+    return _models.Categorical(np.asarray(model.counts[i], dtype=np.float64), perfect=False)
+
+
+def encode(codes: Any, model: EntropyModel) -> bytes:
+    """Range-code ``codes`` (B, n_codebooks, *spatial) under ``model`` into bytes."""
+    arr = _check_codes(codes, model)
+    if arr.size == 0:
+        return b""
+    per_cb = _codebook_major(arr)
+    encoder = _queue.RangeEncoder()
+    for i, k in enumerate(model.codebook_sizes):
+        if k > 1:  # a 1-symbol alphabet carries no information (and constriction needs K >= 2)
+            encoder.encode(per_cb[i].astype(np.int32), _coder_model(model, i))
+    words = np.asarray(encoder.get_compressed(), dtype=">u4").tobytes()
+    # The sealed stream's last word usually ends in zero bytes; the decoder pads them back.
+    trim = min(len(words) - len(words.rstrip(b"\x00")), 3)
+    return words[: len(words) - trim]
+
+
+def decode(data: bytes, shape: Sequence[int], model: EntropyModel) -> torch.Tensor:
+    """Inverse of ``encode``: bytes -> int64 tensor of ``shape``; ValueError if corrupt."""
+    dims = _check_decode_shape(shape, model)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"payload must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    n_per_cb = math.prod(dims) // dims[1] if dims[1] else 0
+    coded = [i for i, k in enumerate(model.codebook_sizes) if k > 1]
+    out = np.zeros((dims[1], n_per_cb), dtype=np.int64)
+    if n_per_cb == 0 or not coded:
+        if data:
+            raise ValueError(f"corrupt payload: {len(data)} bytes for codes that need none")
+        return _to_layout(out, dims)
+    padded = data + b"\x00" * (-len(data) % 4)
+    decoder = _queue.RangeDecoder(np.frombuffer(padded, dtype=">u4").astype(np.uint32))
+    try:
+        for i in coded:
+            out[i] = decoder.decode(_coder_model(model, i), n_per_cb)
+        exhausted = decoder.maybe_exhausted()
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as exc:  # constriction raises Rust panics as BaseException
+        raise ValueError(f"corrupt payload: range decoder failed ({exc})") from exc
+    if not exhausted:
+        # A valid stream is fully consumed once its symbols are decoded; leftovers mean
+        # the payload, its shape or its model is wrong (range coding cannot catch all cases).
+        raise ValueError("corrupt payload: data left over after decoding all symbols")
+    return _to_layout(out, dims)
+
+
+def _to_layout(per_cb: np.ndarray, dims: tuple[int, ...]) -> torch.Tensor:
+    """(n_cb, B * prod(spatial)) -> (B, n_cb, *spatial) LongTensor."""
+    cb_first = per_cb.reshape((dims[1], dims[0]) + dims[2:])
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(cb_first, 0, 1)))

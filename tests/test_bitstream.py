@@ -1,0 +1,156 @@
+"""Tests for codecgen.codecs.bitstream: the .cgc container and its validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+
+import pytest
+import torch
+
+from codecgen.codecs import bitstream as bs
+from codecgen.codecs.bitstream import BitstreamError
+
+torch.set_num_threads(1)
+
+HEADER = {"model": "tiny", "codes_shape": [1, 2, 3], "sample_rate": 16000, "name": "é"}
+PAYLOAD = bytes(range(40))
+
+
+def build(header_raw: bytes, payload: bytes, version: int = 1, magic: bytes = bs.MAGIC) -> bytes:
+    """A container with a correct CRC around arbitrary fields (to test each check alone)."""
+    body = magic + struct.pack("<HI", version, len(header_raw)) + header_raw
+    body += struct.pack("<Q", len(payload)) + payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_pack_unpack_round_trip():
+    data = bs.pack(HEADER, PAYLOAD)
+    assert data[:4] == b"CGC\x00" and struct.unpack("<H", data[4:6]) == (1,)
+    assert data == build(json.dumps(HEADER, separators=(",", ":"), ensure_ascii=False).encode(), PAYLOAD)
+    assert bs.unpack(data) == (HEADER, PAYLOAD)
+    assert bs.unpack(bs.pack({}, b"")) == ({}, b"")
+
+
+def test_write_read_round_trip(tmp_path):
+    path = tmp_path / "x.cgc"
+    bs.write(path, HEADER, bytearray(PAYLOAD))
+    assert bs.read(path) == (HEADER, PAYLOAD)
+    assert bs.read(str(path)) == (HEADER, PAYLOAD)
+    assert os.listdir(tmp_path) == ["x.cgc"]
+
+
+def test_write_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "x.cgc"
+    bs.write(path, HEADER, PAYLOAD)
+    with pytest.raises(FileExistsError):
+        bs.write(path, {"other": 1}, b"new")
+    assert bs.read(path) == (HEADER, PAYLOAD)
+    bs.write(path, {"other": 1}, b"new", overwrite=True)
+    assert bs.read(path) == ({"other": 1}, b"new")
+    assert os.listdir(tmp_path) == ["x.cgc"]
+
+
+@pytest.mark.parametrize(
+    "header, payload",
+    [(HEADER, "not bytes"), (HEADER, [1, 2]), ("not a dict", b""), ({"x": object()}, b""), ({"x": float("nan")}, b"")],
+)
+def test_failed_write_leaves_nothing(tmp_path, header, payload):
+    path = tmp_path / "x.cgc"
+    with pytest.raises((TypeError, BitstreamError)):
+        bs.write(path, header, payload)
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_overwrite_keeps_old_file(tmp_path):
+    path = tmp_path / "x.cgc"
+    bs.write(path, HEADER, PAYLOAD)
+    with pytest.raises(TypeError):
+        bs.write(path, HEADER, "not bytes", overwrite=True)
+    assert os.listdir(tmp_path) == ["x.cgc"]
+    assert bs.read(path) == (HEADER, PAYLOAD)
+
+
+def test_every_truncation_is_rejected(tmp_path):
+    data = bs.pack({"a": [1, 2]}, b"payload!")
+    path = tmp_path / "t.cgc"
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            bs.unpack(data[:n])
+        path.write_bytes(data[:n])
+        with pytest.raises(BitstreamError, match="t.cgc"):
+            bs.read(path)
+
+
+def test_every_flipped_byte_is_rejected():
+    data = bs.pack({"a": [1, 2]}, b"payload!")
+    for i in range(len(data)):
+        for mask in (0x01, 0x80):
+            corrupt = bytearray(data)
+            corrupt[i] ^= mask
+            with pytest.raises(BitstreamError):
+                bs.unpack(bytes(corrupt))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"RIFF" + bytes(40), "bad magic"),
+        (build(b"{}", b"", magic=b"CGC\x01"), "bad magic"),
+        (build(b"{}", b"", version=2), "unsupported format version 2"),
+        (build(b"{}", b"", version=0), "unsupported format version 0"),
+        (bs.MAGIC + struct.pack("<HI", 1, 0xFFFFFFFF) + bytes(20), "exceeds the limit"),
+        (bs.MAGIC + struct.pack("<HI", 1, 1000) + bytes(20), "truncated"),
+        (bs.MAGIC + struct.pack("<HI", 1, 2) + b"{}" + struct.pack("<Q", 2**40) + bytes(8), "exceeds"),
+        (bs.MAGIC + struct.pack("<HI", 1, 2) + b"{}" + struct.pack("<Q", 1000) + bytes(8), "only 4 remain"),
+        (build(b"{}", b"abc") + b"junk", "trailing"),
+        (build(b"{}", b"abc")[:-4] + b"\x00\x00\x00\x00", "CRC mismatch"),
+        (build(b"not json", b""), "JSON"),
+        (build(b"\xff\xfe", b""), "JSON"),
+        (build(b"[1, 2]", b""), "JSON object"),
+        (build(b'{"a": NaN}', b""), "JSON"),
+        (build(b"[" * 100000 + b"]" * 100000, b""), "JSON"),
+    ],
+)
+def test_bad_files_raise_clear_errors(tmp_path, data, message):
+    with pytest.raises(BitstreamError, match=message):
+        bs.unpack(data)
+    path = tmp_path / "bad.cgc"
+    path.write_bytes(data)
+    with pytest.raises(BitstreamError, match="bad.cgc"):
+        bs.read(path)
+
+
+def test_pack_rejects_oversized_header():
+    with pytest.raises(BitstreamError):
+        bs.pack({"x": "a" * (bs.MAX_HEADER_BYTES + 1)}, b"")
+
+
+def test_missing_file_is_an_os_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        bs.read(tmp_path / "nope.cgc")
+
+
+def test_validate_header():
+    header = {"n": 3, "rate": 16000, "flag": True, "name": "x", "shape": [1, 2]}
+    assert bs.validate_header(header, {"n": int, "rate": float, "flag": bool, "name": str, "shape": list}) is header
+    with pytest.raises(BitstreamError, match="'missing' missing"):
+        bs.validate_header(header, {"missing": int})
+    with pytest.raises(BitstreamError, match="'name' must be int, got str"):
+        bs.validate_header(header, {"name": int})
+    with pytest.raises(BitstreamError, match="'flag' must be int, got bool"):
+        bs.validate_header(header, {"flag": int})
+    with pytest.raises(BitstreamError):
+        bs.validate_header(header, {"n": bool})
+    with pytest.raises(BitstreamError):
+        bs.validate_header(["not", "a", "dict"], {})
+
+
+def test_check_shape():
+    assert bs.check_shape([1, 4, 0, 7]) == (1, 4, 0, 7)
+    assert bs.check_shape((2, 3), max_elements=6) == (2, 3)
+    for bad in ([-1, 2], [1.0], [True], ["3"], [None], "123", 5, [1] * 9, [2**20, 2**20], [2, 4]):
+        with pytest.raises(BitstreamError):
+            bs.check_shape(bad, max_elements=7 if bad == [2, 4] else 2**31)
