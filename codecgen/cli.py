@@ -1,0 +1,233 @@
+"""Entry points: ``train.py`` (Lightning CLI) and ``infer.py`` (files in, files out).
+
+Only this module wires file readers (``codecgen.datamodules``) to codecs, keeping the
+library's arrows one-way (DESIGN.md). ``infer_main`` reports every user error as one
+line on stderr with exit code 2; outputs are written to a temporary file and renamed
+into place, so a failure never leaves a partial file and never touches an existing
+one unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from codecgen import hub
+from codecgen.codecs import bitstream
+from codecgen.codecs.base import CodecError
+
+AUDIO_OUTPUTS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+
+
+# ----------------------------------------------------------------------------- training
+def train_main(args=None):
+    """``python train.py fit --config configs/<model>/<variant>.yaml [overrides]``."""
+    import lightning as L
+    from lightning.pytorch.cli import LightningCLI
+
+    torch.set_float32_matmul_precision("high")
+    return LightningCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+# ----------------------------------------------------------------------------- inference
+class UserError(Exception):
+    """Printed as one line; exit code 2."""
+
+
+def _progress(iterable, total: int | None, desc: str, quiet: bool):
+    if quiet:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="chunk", leave=False, file=sys.stderr)
+
+
+def _check_output(path: Path, overwrite: bool, inputs: list[Path]) -> None:
+    if any(path.resolve() == i.resolve() for i in inputs if i.exists()):
+        raise UserError(f"output {path} is the same file as an input")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists; pass --overwrite to replace it")
+    if path.exists() and path.is_dir():
+        raise UserError(f"{path} is a folder")
+    if not path.parent.is_dir():
+        raise UserError(f"folder {path.parent} does not exist")
+
+
+def _load_model(name: str, modality: str, device: str):
+    model = hub.load(name, map_location=device)
+    if model.modality != modality:
+        raise UserError(f"{name} is a {model.modality} model, this command needs an {modality} model")
+    return model
+
+
+def _temp_path(target: Path, suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def cmd_encode(args) -> None:
+    from codecgen.datamodules.audio import audio_info, iter_audio_chunks
+
+    src, dst = Path(args.input), Path(args.output)
+    _check_output(dst, args.overwrite, [src])
+    model = _load_model(args.model, "audio", args.device)
+    source_rate, source_frames, _ = audio_info(src)
+    chunk, context = model.chunk_plan()
+    n_chunks = math.ceil(math.ceil(source_frames * model.sample_rate / source_rate) / chunk)
+    chunks = _progress(iter_audio_chunks(src, model.sample_rate, chunk, context), n_chunks, "encode", args.quiet)
+    codes, length = model.encode_chunks(chunks, n_q=args.n_q)
+    header, payload = model.pack_codes(codes, length, source_rate, source_frames)
+    bitstream.write(dst, header, payload, overwrite=args.overwrite)
+    seconds = source_frames / source_rate
+    size = dst.stat().st_size
+    if not args.quiet:
+        print(f"{dst}: {size} bytes, {seconds:.2f} s, {8 * size / seconds / 1000:.3f} kbps "
+              f"({codes.shape[1]} codebooks, {header['entropy']['kind']} code model)")
+
+
+def _write_audio(pieces, path: Path, sample_rate: int, total: int) -> None:
+    import soundfile as sf
+
+    fmt, subtype = AUDIO_OUTPUTS[path.suffix.lower()]
+    written = 0
+    with sf.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, format=fmt, subtype=subtype) as f:
+        for piece in pieces:
+            piece = piece.reshape(-1)[: total - written]
+            f.write(piece.clamp(-1.0, 1.0).numpy())
+            written += piece.numel()
+            if written >= total:
+                break
+        if written < total:  # a decoder that returned short: never emit a silently short file
+            raise CodecError(f"decoded {written} samples, expected {total}")
+
+
+def cmd_decode(args) -> None:
+    import soundfile as sf
+
+    from codecgen.datamodules.audio import iter_audio_chunks
+
+    src, dst = Path(args.input), Path(args.output)
+    if dst.suffix.lower() not in AUDIO_OUTPUTS:
+        raise UserError(f"unsupported output format {dst.suffix!r}: use one of {', '.join(AUDIO_OUTPUTS)}")
+    _check_output(dst, args.overwrite, [src])
+    header, payload = bitstream.read(src)
+    model = _load_model(args.model, header.get("modality", "?"), args.device)
+    codes = model.unpack_codes(header, payload)
+    chunk_frames = model.chunk_plan()[0] // model.hop_length
+    pieces = _progress(model.decode_chunks(codes, header["length"]), math.ceil(codes.shape[-1] / chunk_frames),
+                       "decode", args.quiet)
+    temps = []
+    try:
+        final = _temp_path(dst, dst.suffix)
+        temps.append(final)
+        if header["source_sample_rate"] == model.sample_rate:
+            _write_audio(pieces, final, model.sample_rate, header["length"])
+        else:  # decode at the model's rate, then resample window by window to the source's
+            at_model_rate = _temp_path(dst, ".wav")
+            temps.append(at_model_rate)
+            with sf.SoundFile(str(at_model_rate), "w", samplerate=model.sample_rate, channels=1, subtype="FLOAT") as f:
+                for piece in pieces:
+                    f.write(piece.reshape(-1).numpy())
+            rate = header["source_sample_rate"]
+            resampled = (w[:, left : left + n] for w, left, n in iter_audio_chunks(at_model_rate, rate, 30 * rate, rate // 10))
+            _write_audio(resampled, final, rate, header["source_length"])
+        os.replace(final, dst)
+        temps.remove(final)
+    finally:
+        for path in temps:
+            path.unlink(missing_ok=True)
+    if not args.quiet:
+        print(f"{dst}: {header['source_length'] / header['source_sample_rate']:.2f} s at {header['source_sample_rate']} Hz")
+
+
+def cmd_info(args) -> None:
+    header, payload = bitstream.read(args.input)
+    summary = dict(header)
+    summary["payload_bytes"] = len(payload)
+    summary["file_bytes"] = Path(args.input).stat().st_size
+    if header.get("modality") == "audio" and header.get("source_sample_rate"):
+        seconds = header["source_length"] / header["source_sample_rate"]
+        summary["seconds"] = round(seconds, 3)
+        summary["kbps"] = round(8 * summary["file_bytes"] / seconds / 1000, 3)
+    if isinstance(summary.get("entropy"), dict) and "counts" in summary["entropy"]:
+        summary["entropy"] = {k: v for k, v in summary["entropy"].items() if k != "counts"} | {"counts": "..."}
+    print(json.dumps(summary, indent=2))
+
+
+def cmd_export(args) -> None:
+    model = hub.load(args.model)
+    folder = Path(args.folder)
+    if folder.exists() and not args.overwrite:
+        raise UserError(f"{folder} exists; pass --overwrite to replace it")
+    hub.export(model, folder, overwrite=args.overwrite)
+    print(f"exported {model.model_name} ({model.weights_hash()}) to {folder}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="infer.py", description="Run codecgen models on files.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_arg(p):
+        p.add_argument("--model", "--ckpt", dest="model", required=True,
+                       help="a .ckpt file, an exported folder, or a shipped checkpoint name")
+        p.add_argument("--device", default="cpu")
+
+    def common(p):
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+        p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    p = sub.add_parser("encode", help="audio file -> .cgc")
+    model_arg(p)
+    common(p)
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--n-q", type=int, default=None, help="number of codebooks (lower bitrate)")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help=".cgc -> audio file (.wav, .flac, .ogg)")
+    model_arg(p)
+    common(p)
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="print a .cgc file's header")
+    p.add_argument("input")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help=".ckpt -> folder with config.json + model.safetensors")
+    p.add_argument("model")
+    p.add_argument("folder")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def infer_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with torch.inference_mode():
+            args.func(args)
+    except (UserError, CodecError, bitstream.BitstreamError, ValueError, FileNotFoundError, FileExistsError,
+            IsADirectoryError, PermissionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

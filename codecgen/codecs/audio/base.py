@@ -1,0 +1,338 @@
+"""Waveform codecs trained as GANs: encoder -> quantizer -> decoder, plus discriminators.
+
+This is the recipe HiFi-Codec, EnCodec, DAC and Language-Codec share, written once:
+- ``encode`` / ``decode`` on batches, ``compress`` / ``decompress`` through the
+  ``.cgc`` container, and ``encode_chunks`` / ``decode_chunks`` for files of any length
+  with bounded memory (each chunk is coded with real signal around it as context,
+  and only its own frames are kept, so chunk seams are inaudible);
+- the training step (Lightning manual optimisation): a discriminator step, then a
+  generator step on weighted losses keyed by name (``loss_weights``), the
+  discriminators switched on after ``disc_start_step`` generator steps.
+
+Subclasses name the paper and set defaults; a codec whose decoder takes more than
+the quantized latent (Language-Codec's bandwidth id) overrides ``decode_latent``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from codecgen.codecs import bitstream
+from codecgen.codecs.base import Codec, CodecError
+from codecgen.nn import entropy
+from codecgen.nn.losses import (
+    MultiResolutionMelLoss,
+    feature_matching_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+)
+
+GAN_LOSSES = {
+    "lsgan": (lsgan_discriminator_loss, lsgan_generator_loss),
+    "hinge": (hinge_discriminator_loss, hinge_generator_loss),
+}
+
+AUDIO_HEADER_FIELDS = {
+    "modality": str,
+    "model": str,
+    "weights_hash": str,
+    "sample_rate": int,
+    "source_sample_rate": int,
+    "length": int,
+    "source_length": int,
+    "codes_shape": list,
+    "codebook_sizes": list,
+    "entropy": dict,
+}
+MAX_SAMPLE_RATE = 1_000_000
+MAX_SAMPLES = 1 << 40
+
+
+class AudioCodec(Codec):
+    modality = "audio"
+    inference_modules = ("encoder", "quantizer", "decoder")
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        quantizer: nn.Module,
+        decoder: nn.Module,
+        discriminator: nn.Module | None = None,
+        sample_rate: int = 16000,
+        mel_loss: nn.Module | None = None,
+        loss_weights: dict[str, float] | None = None,
+        gan_loss: str = "lsgan",
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.9),
+        lr_gamma: float = 0.999,
+        lr_decay_every: int = 200,
+        disc_start_step: int = 0,
+        grad_clip: float | None = None,
+        log_audio: int = 0,
+        chunk_seconds: float = 20.0,
+        context_seconds: float = 0.5,
+    ):
+        super().__init__()
+        if gan_loss not in GAN_LOSSES:
+            raise ValueError(f"gan_loss must be one of {sorted(GAN_LOSSES)}, got {gan_loss!r}")
+        self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
+        self.discriminator = discriminator
+        self.sample_rate = sample_rate
+        self.mel_loss = mel_loss if mel_loss is not None else MultiResolutionMelLoss(sample_rate)
+        self.loss_weights = dict(loss_weights or {"mel": 45.0, "vq": 1.0, "adversarial": 1.0, "feature_matching": 2.0})
+        self.gan_loss = gan_loss
+        self.lr, self.betas = lr, tuple(betas)
+        self.lr_gamma, self.lr_decay_every = lr_gamma, lr_decay_every
+        self.disc_start_step, self.grad_clip = disc_start_step, grad_clip
+        self.log_audio = log_audio
+        self.chunk_seconds, self.context_seconds = chunk_seconds, context_seconds
+        self.automatic_optimization = False
+
+    def training_only_args(self) -> tuple[str, ...]:
+        return ("discriminator",)
+
+    def setup(self, stage: str) -> None:
+        # A GAN step runs two backward passes (discriminator, then generator) and the
+        # discriminator sits idle during warm-up, so some parameters get no gradient in
+        # a given backward. Plain `--trainer.strategy ddp` would then hang or fail; ask
+        # DDP to look for unused parameters before it wraps the model.
+        ddp_kwargs = getattr(getattr(self._trainer, "strategy", None), "_ddp_kwargs", None)
+        if isinstance(ddp_kwargs, dict):
+            ddp_kwargs.setdefault("find_unused_parameters", True)
+
+    # -- rates ------------------------------------------------------------------------
+    @property
+    def hop_length(self) -> int:
+        return self.encoder.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def bitrate(self, n_q: int | None = None) -> float:
+        """Bits per second with a uniform code model (the entropy coder does better)."""
+        return self.frame_rate * self.quantizer.bits_per_frame(n_q)
+
+    # -- batches ----------------------------------------------------------------------
+    def _check_waveform(self, x: Tensor) -> Tensor:
+        if x.ndim == 2:
+            x = x[:, None]
+        if x.ndim != 3 or x.shape[1] != 1:
+            raise CodecError(f"expected a mono waveform (B, 1, T), got shape {tuple(x.shape)}")
+        if x.shape[-1] == 0:
+            raise CodecError("empty audio: nothing to encode")
+        if not torch.isfinite(x).all():
+            raise CodecError("audio contains NaN or infinite samples")
+        return x
+
+    def _pad_to_hop(self, x: Tensor) -> Tensor:
+        return F.pad(x, (0, -x.shape[-1] % self.hop_length))
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
+        """(B, 1, T) or (B, T) waveform -> int64 codes (B, n_codebooks, ceil(T / hop))."""
+        x = self._check_waveform(x)
+        return self.quantizer.encode(self.encoder(self._pad_to_hop(x)), n_q=n_q)
+
+    def decode_latent(self, quantized: Tensor, n_q: int) -> Tensor:
+        return self.decoder(quantized)
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor, length: int | None = None) -> Tensor:
+        """codes (B, n_codebooks, frames) -> waveform (B, 1, frames * hop), cropped to ``length``."""
+        y = self.decode_latent(self.quantizer.decode(codes), codes.shape[1])
+        return y[..., :length] if length is not None else y
+
+    def forward(self, x: Tensor, n_q: int | None = None):
+        """Training-mode pass: (reconstruction cropped to T, QuantizerOutput)."""
+        q = self.quantizer(self.encoder(self._pad_to_hop(x)), n_q=n_q)
+        return self.decode_latent(q.quantized, q.codes.shape[1])[..., : x.shape[-1]], q
+
+    # -- bytes ------------------------------------------------------------------------
+    def header(self, codes: Tensor, length: int, source_sample_rate: int, source_length: int, model) -> dict:
+        return {
+            "modality": self.modality,
+            "model": self.model_name,
+            "weights_hash": self.weights_hash(),
+            "sample_rate": self.sample_rate,
+            "source_sample_rate": source_sample_rate,
+            "length": length,
+            "source_length": source_length,
+            "codes_shape": list(codes.shape),
+            "codebook_sizes": list(self.quantizer.codebook_sizes[: codes.shape[1]]),
+            # the code model's sizes are the header's codebook_sizes: not stored twice
+            "entropy": {k: v for k, v in model.to_header().items() if k != "codebook_sizes"},
+        }
+
+    def pack_codes(self, codes: Tensor, length: int, source_sample_rate: int | None = None,
+                   source_length: int | None = None) -> tuple[dict, bytes]:
+        """Entropy-code ``codes`` (1, n_q, F) with whichever model is smaller for them."""
+        sizes = self.quantizer.codebook_sizes[: codes.shape[1]]
+        model = entropy.best_model(codes, sizes)
+        header = self.header(codes, length, source_sample_rate or self.sample_rate, source_length or length, model)
+        return header, entropy.encode(codes, model)
+
+    def unpack_codes(self, header: dict, payload: bytes) -> Tensor:
+        """Validate a header against this model, then decode the codes it describes."""
+        bitstream.validate_header(header, AUDIO_HEADER_FIELDS)
+        if header["modality"] != self.modality:
+            raise bitstream.BitstreamError(f"this is a {header['modality']} file, not audio")
+        if header["weights_hash"] != self.weights_hash():
+            raise CodecError(
+                f"this file was written by model {header['model']} with weights {header['weights_hash']}; "
+                f"the model given is {self.model_name} with weights {self.weights_hash()}: use the model that encoded it"
+            )
+        if header["sample_rate"] != self.sample_rate:
+            raise bitstream.BitstreamError(f"file sample rate {header['sample_rate']} != model's {self.sample_rate}")
+        if not 0 < header["source_sample_rate"] <= MAX_SAMPLE_RATE:
+            raise bitstream.BitstreamError(f"absurd source sample rate {header['source_sample_rate']}")
+        shape = bitstream.check_shape(header["codes_shape"])
+        if len(shape) != 3 or shape[0] != 1 or not 1 <= shape[1] <= self.quantizer.n_codebooks:
+            raise bitstream.BitstreamError(f"codes_shape {list(shape)} does not fit this model")
+        if header["codebook_sizes"] != list(self.quantizer.codebook_sizes[: shape[1]]):
+            raise bitstream.BitstreamError("codebook sizes in the file do not match the model")
+        if not 0 < header["length"] <= shape[2] * self.hop_length or shape[2] != math.ceil(header["length"] / self.hop_length):
+            raise bitstream.BitstreamError(f"length {header['length']} does not match {shape[2]} frames")
+        if not 0 < header["source_length"] <= MAX_SAMPLES:
+            raise bitstream.BitstreamError(f"absurd source length {header['source_length']}")
+        try:
+            model = entropy.EntropyModel.from_header({**header["entropy"], "codebook_sizes": header["codebook_sizes"]})
+            return entropy.decode(payload, shape, model).to(self.device)
+        except ValueError as error:
+            raise bitstream.BitstreamError(f"corrupt payload: {error}") from None
+
+    def compress(self, x: Tensor, n_q: int | None = None) -> bytes:
+        """One waveform (1, T) or (1, 1, T) at ``sample_rate`` -> ``.cgc`` bytes."""
+        x = self._check_waveform(x.reshape(1, 1, -1))
+        codes = self.encode(x, n_q=n_q)
+        return bitstream.pack(*self.pack_codes(codes, x.shape[-1]))
+
+    def decompress(self, data: bytes) -> Tensor:
+        """``.cgc`` bytes -> waveform (1, T) at ``sample_rate``."""
+        header, payload = bitstream.unpack(data)
+        codes = self.unpack_codes(header, payload)
+        return self.decode(codes, header["length"])[0]
+
+    # -- long files -------------------------------------------------------------------
+    def chunk_plan(self) -> tuple[int, int]:
+        """(chunk, context) in samples, both whole numbers of frames."""
+        chunk = max(1, round(self.chunk_seconds * self.frame_rate)) * self.hop_length
+        context = math.ceil(self.context_seconds * self.frame_rate) * self.hop_length
+        return chunk, context
+
+    @torch.no_grad()
+    def encode_chunks(self, chunks: Iterable[tuple[Tensor, int, int]], n_q: int | None = None) -> tuple[Tensor, int]:
+        """Encode a stream of ``(window, left_context, n_valid)`` (as
+        ``codecgen.datamodules.audio.iter_audio_chunks`` yields, with ``chunk_plan()``
+        sizes) into codes (1, n_q, F) and the total length in samples."""
+        codes, length = [], 0
+        for window, left, n_valid in chunks:
+            if left % self.hop_length:
+                raise ValueError(f"chunk context {left} is not a whole number of {self.hop_length}-sample frames")
+            window = self._check_waveform(window.reshape(1, 1, -1).to(self.device))
+            first = left // self.hop_length
+            frames = math.ceil(n_valid / self.hop_length)
+            codes.append(self.encode(window, n_q=n_q)[..., first : first + frames])
+            length += n_valid
+        if not codes:
+            raise CodecError("empty audio: nothing to encode")
+        return torch.cat(codes, dim=-1), length
+
+    @torch.no_grad()
+    def decode_chunks(self, codes: Tensor, length: int) -> Iterator[Tensor]:
+        """Decode codes (1, n_q, F) chunk by chunk, yielding consecutive (1, n) waveform
+        pieces that add up to ``length`` samples; memory is bounded by one chunk."""
+        chunk, context = (n // self.hop_length for n in self.chunk_plan())
+        total_frames = codes.shape[-1]
+        for start in range(0, total_frames, chunk):
+            end = min(start + chunk, total_frames)
+            lo, hi = max(0, start - context), min(total_frames, end + context)
+            y = self.decode(codes[..., lo:hi])[0]
+            a = (start - lo) * self.hop_length
+            keep = min(end * self.hop_length, length) - start * self.hop_length
+            yield y[:, a : a + keep].cpu()
+
+    # -- training ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        generator_params = [p for name in self.inference_modules for p in getattr(self, name).parameters()]
+        opt_g = torch.optim.Adam(generator_params, lr=self.lr, betas=self.betas)
+        sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=self.lr_gamma)
+        if self.discriminator is None:
+            return [opt_g], [sched_g]
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
+        sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=self.lr_gamma)
+        return [opt_g, opt_d], [sched_g, sched_d]
+
+    def _optimizers(self):
+        optimizers = self.optimizers()
+        return optimizers if isinstance(optimizers, list) else [optimizers]
+
+    def gan_active(self) -> bool:
+        return self.discriminator is not None and self.global_step >= self.disc_start_step
+
+    def _step_uncounted(self, optimizer) -> None:
+        """Step the discriminator's optimizer without advancing ``global_step``, so
+        ``trainer.max_steps`` and ``disc_start_step`` count generator steps only."""
+        self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
+
+    def training_step(self, batch: Tensor, batch_idx: int):
+        x = batch
+        optimizers = self._optimizers()
+        y, q = self(x)
+        d_loss_fn, g_loss_fn = GAN_LOSSES[self.gan_loss]
+        logs = {}
+        if self.gan_active():
+            opt_d = optimizers[1]
+            real_logits, _ = self.discriminator(x)
+            fake_logits, _ = self.discriminator(y.detach())
+            loss_d = d_loss_fn(real_logits, fake_logits)
+            opt_d.zero_grad()
+            self.manual_backward(loss_d)
+            if self.grad_clip:
+                self.clip_gradients(opt_d, gradient_clip_val=self.grad_clip)
+            self._step_uncounted(opt_d)
+            logs["train/disc"] = loss_d.detach()
+
+        losses = {"mel": self.mel_loss(y, x), "vq": q.loss}
+        if self.gan_active():
+            with torch.no_grad():
+                _, real_fmaps = self.discriminator(x)
+            fake_logits, fake_fmaps = self.discriminator(y)
+            losses["adversarial"] = g_loss_fn(fake_logits)
+            losses["feature_matching"] = feature_matching_loss(real_fmaps, fake_fmaps)
+        total = sum(self.loss_weights.get(name, 0.0) * value for name, value in losses.items())
+        opt_g = optimizers[0]
+        opt_g.zero_grad()
+        self.manual_backward(total)
+        if self.grad_clip:
+            self.clip_gradients(opt_g, gradient_clip_val=self.grad_clip)
+        opt_g.step()
+
+        if self.lr_decay_every and (self.global_step % self.lr_decay_every == 0):
+            for scheduler in self.lr_schedulers() if isinstance(self.lr_schedulers(), list) else [self.lr_schedulers()]:
+                scheduler.step()
+        logs.update({f"train/{k}": v.detach() for k, v in losses.items()})
+        logs["train/loss"] = total.detach()
+        logs.update({f"vq/{k}": v for k, v in q.metrics.items() if k.endswith("perplexity")})
+        self.log_dict(logs, prog_bar=False, sync_dist=False)
+        self.log("mel", losses["mel"].detach(), prog_bar=True)
+        return total.detach()
+
+    def validation_step(self, batch: Tensor, batch_idx: int):
+        x = batch
+        codes = self.encode(x)
+        y = self.decode(codes, x.shape[-1])
+        mel = self.mel_loss(y, x)
+        self.log("val/mel_distance", mel, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
+        self.log("val/kbps", self.bitrate() / 1000, sync_dist=True, batch_size=x.shape[0])
+        if self.log_audio and batch_idx == 0 and hasattr(getattr(self.logger, "experiment", None), "add_audio"):
+            for i in range(min(self.log_audio, x.shape[0])):
+                self.logger.experiment.add_audio(f"val/{i}", y[i, 0].float().cpu(), self.global_step, self.sample_rate)
+        return mel

@@ -1,0 +1,121 @@
+"""Load and export trained models with no config file.
+
+- ``load(path)``: a Lightning ``.ckpt`` (read with ``torch.load(weights_only=True)``), a
+  folder written by ``export`` (``config.json`` + ``model.safetensors``), or the name of
+  a folder the project ships under ``checkpoints/`` (e.g. ``"hificodec-16k"``).
+  The model is rebuilt from the spec it carries (``codecgen.nn.config``) and returned
+  in eval mode.
+- ``export(model, folder)``: the inference weights only (no discriminators, no
+  optimizer state) as safetensors, and the spec as JSON. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from codecgen.nn.config import build
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def shipped_models() -> list[str]:
+    roots = [Path(os.environ["CODECGEN_CHECKPOINTS"])] if os.environ.get("CODECGEN_CHECKPOINTS") else []
+    roots.append(SHIPPED_DIR)
+    return sorted({p.name for root in roots if root.is_dir() for p in root.iterdir() if (p / CONFIG_NAME).is_file()})
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A file or folder path as given, else a shipped checkpoint name."""
+    candidate = Path(path)
+    if candidate.exists():
+        return candidate
+    roots = [Path(os.environ["CODECGEN_CHECKPOINTS"])] if os.environ.get("CODECGEN_CHECKPOINTS") else []
+    for root in roots + [SHIPPED_DIR]:
+        if (root / str(path) / CONFIG_NAME).is_file():
+            return root / str(path)
+    names = ", ".join(shipped_models()) or "none shipped yet"
+    raise ModelNotFoundError(f"no model at {path!r}: not a .ckpt file, an exported folder, or a shipped name ({names})")
+
+
+def _load_ckpt(path: Path, map_location):
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for a bad file
+        raise ValueError(f"cannot read checkpoint {path}: {error}") from None
+    if not isinstance(checkpoint, dict) or "codecgen_spec" not in checkpoint:
+        raise ValueError(f"{path} is not a codecgen checkpoint (no model spec inside)")
+    model = build(checkpoint["codecgen_spec"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def _load_folder(path: Path, map_location):
+    config_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
+    if not config_path.is_file() or not weights_path.is_file():
+        raise ValueError(f"{path} is not an exported model: it needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        config = json.loads(config_path.read_text())
+        spec = config["spec"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{config_path} is not a valid codecgen config: {error}") from None
+    model = build(spec)
+    state = load_file(str(weights_path), device=str(map_location))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    inference_prefixes = tuple(f"{name}." for name in model.inference_modules)
+    missing = [k for k in missing if k.startswith(inference_prefixes)]
+    if missing or unexpected:
+        raise ValueError(f"{weights_path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    expected_hash = config.get("weights_hash")
+    if expected_hash and model.weights_hash() != expected_hash:
+        raise ValueError(f"{weights_path} is corrupt: weights hash {model.weights_hash()} != {expected_hash}")
+    return model
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """Rebuild a trained model in eval mode from a .ckpt, an exported folder or a shipped name."""
+    resolved = resolve(path)
+    model = _load_folder(resolved, map_location) if resolved.is_dir() else _load_ckpt(resolved, map_location)
+    return model.to(map_location).eval()
+
+
+def export(model, folder: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``folder/config.json`` and ``folder/model.safetensors`` (inference weights only)."""
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise FileExistsError(f"{folder} exists (use overwrite)")
+    model = model.eval()
+    config = {
+        "codecgen_format": 1,
+        "model": model.model_name,
+        "modality": model.modality,
+        "spec": model.spec(inference_only=True),
+        "weights_hash": model.weights_hash(),
+        "bitrate_bps": model.bitrate(),
+    }
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.inference_state_dict().items()}
+        save_file(tensors, str(staging / WEIGHTS_NAME))
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+        if folder.exists():
+            for name in (CONFIG_NAME, WEIGHTS_NAME):  # keep other files (a model card) in place
+                os.replace(staging / name, folder / name)
+        else:
+            os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

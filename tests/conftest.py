@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny corpus made on the fly and one tiny HiFi-Codec trained through the CLI."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # train.py / infer.py live at the repo root
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TINY_CONFIG = str(ROOT / "configs" / "hificodec" / "tiny.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    from codecgen.datamodules.signals import write_test_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    write_test_corpus(root, n_files=8, seconds=1.5)
+    return root
+
+
+def train_tiny(root_dir: Path, corpus: Path, *extra: str):
+    """Run ``train.py fit`` in this process and return the LightningCLI object."""
+    from train import train_main
+
+    args = [
+        "fit", "--config", TINY_CONFIG,
+        "--data.root", str(corpus),
+        "--trainer.default_root_dir", str(root_dir),
+        "--trainer.enable_progress_bar", "false",
+        *extra,
+    ]
+    return train_main(args)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_corpus) -> Path:
+    """A tiny HiFi-Codec trained for a few steps through the real CLI."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    cli = train_tiny(root, tiny_corpus, "--trainer.max_steps", "12")
+    ckpt = Path(cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path)
+    assert ckpt.is_file()
+    return ckpt
