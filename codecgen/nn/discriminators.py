@@ -48,6 +48,23 @@ def _as_waveform(y: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def _conv_stack(
+    x: torch.Tensor, convs: nn.ModuleList, conv_post: nn.Module, slope: float, logits_in_fmap: bool
+) -> DiscriminatorOutput:
+    """Run conv -> leaky ReLU layers, then the logit conv; collect the feature maps.
+
+    HiFi-GAN-style discriminators also feature-match on the logit map; EnCodec's do not.
+    """
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), slope)
+        fmap.append(x)
+    x = conv_post(x)
+    if logits_in_fmap:
+        fmap.append(x)
+    return [x.flatten(1)], [fmap]
+
+
 @configurable
 class DiscriminatorGroup(nn.Module):
     """Runs several discriminators on the same waveform and concatenates their outputs.
@@ -113,13 +130,7 @@ class PeriodDiscriminator(nn.Module):
             # Reflect rather than zero-pad so the folded rows see no artificial silence.
             y = F.pad(y, (0, pad), mode="reflect")
         x = y.view(batch, 1, -1, self.period)
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), HIFIGAN_LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return [x.flatten(1)], [fmap]
+        return _conv_stack(x, self.convs, self.conv_post, HIFIGAN_LRELU_SLOPE, logits_in_fmap=True)
 
 
 @configurable
@@ -171,13 +182,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, y: torch.Tensor) -> DiscriminatorOutput:
         x = _as_waveform(y)
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), HIFIGAN_LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return [x.flatten(1)], [fmap]
+        return _conv_stack(x, self.convs, self.conv_post, HIFIGAN_LRELU_SLOPE, logits_in_fmap=True)
 
 
 @configurable
@@ -301,12 +306,7 @@ class STFTDiscriminator(nn.Module):
     def forward(self, y: torch.Tensor) -> DiscriminatorOutput:
         spec = self.spectrogram(y)  # (B, F, frames), complex
         x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # (B, 2, frames, F)
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), ENCODEC_LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        return [x.flatten(1)], [fmap]
+        return _conv_stack(x, self.convs, self.conv_post, ENCODEC_LRELU_SLOPE, logits_in_fmap=False)
 
 
 @configurable
@@ -366,13 +366,7 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, y: torch.Tensor) -> DiscriminatorOutput:
         x = self.spectrogram(y).abs().unsqueeze(1)  # (B, 1, F, frames)
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), HIFIGAN_LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return [x.flatten(1)], [fmap]
+        return _conv_stack(x, self.convs, self.conv_post, HIFIGAN_LRELU_SLOPE, logits_in_fmap=True)
 
 
 @configurable

@@ -62,6 +62,15 @@ def _squared_distances(x: Tensor, codebook: Tensor) -> Tensor:
     return x.pow(2).sum(-1, keepdim=True) - 2 * x @ codebook.t() + codebook.pow(2).sum(-1)[None]
 
 
+def _draw_n_q(low: int, high: int, probability: float) -> int:
+    """Quantizer dropout: with ``probability`` a number of stages in [low, high], else
+    ``high``; the same on every DDP rank (all ranks must use the same parameters)."""
+    n = torch.randint(low, high + 1, ()) if torch.rand(()) < probability else torch.tensor(high)
+    if _distributed():
+        dist.broadcast(n, src=0)
+    return int(n)
+
+
 def _kmeans(samples: Tensor, k: int, iters: int) -> Tensor:
     means, _ = _lucidrains_kmeans(samples[None], k, num_iters=iters)
     return means[0]
@@ -261,11 +270,8 @@ class RVQ(Quantizer):
             if not self.min_n_q <= n_q <= self.n_q:
                 raise ValueError(f"n_q must be in [{self.min_n_q}, {self.n_q}], got {n_q}")
             return n_q
-        if self.training and self.quantizer_dropout > 0 and torch.rand(()) < self.quantizer_dropout:
-            n = torch.randint(self.min_n_q, self.n_q + 1, ())
-            if _distributed():  # all ranks must use the same stages (same parameters in use)
-                dist.broadcast(n, src=0)
-            return int(n)
+        if self.training and self.quantizer_dropout > 0:
+            return _draw_n_q(self.min_n_q, self.n_q, self.quantizer_dropout)
         return self.n_q
 
     def forward(self, z: Tensor, n_q: int | None = None) -> QuantizerOutput:
@@ -410,11 +416,8 @@ class MCRVQ(Quantizer):
     def _residual_stages(self, n_q: int | None) -> int:
         if n_q is None:
             n_q = self.n_q
-            if self.training and self.quantizer_dropout > 0 and torch.rand(()) < self.quantizer_dropout:
-                n = torch.randint(self.n_masked, self.n_q + 1, ())
-                if _distributed():
-                    dist.broadcast(n, src=0)
-                n_q = int(n)
+            if self.training and self.quantizer_dropout > 0:
+                n_q = _draw_n_q(self.n_masked, self.n_q, self.quantizer_dropout)
         if not self.n_masked <= n_q <= self.n_q:
             raise ValueError(f"MCRVQ n_q must be in [{self.n_masked}, {self.n_q}], got {n_q}")
         return n_q - self.n_masked
