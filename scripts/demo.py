@@ -1,0 +1,135 @@
+"""`make demo`: the main job end to end on this machine.
+
+1. a HiFi-Codec: the shipped ``checkpoints/hificodec-16k`` if present, else (or with
+   ``--train``) a small one trained now with ``train.py`` on the default speech corpus;
+2. a held-out real utterance encoded and decoded with ``infer.py`` (the user's CLI);
+3. one table: real kbps (from the file size), PESQ-WB, STOI, mel distance, SI-SDR,
+   and encode/decode speed (x real time, one thread), next to Opus at its lowest rate
+   on the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
+
+from codecgen import metrics  # noqa: E402
+from codecgen.hub import SHIPPED_DIR  # noqa: E402
+
+OUT = ROOT / "demo_out"
+
+
+def run(cmd: list[str], **kwargs) -> float:
+    """Run a command (output shown), return its wall time in seconds."""
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, **kwargs)
+    return time.perf_counter() - start
+
+
+def train_small(steps: int) -> Path:
+    run_dir = OUT / "train"
+    print(f"== training a small HiFi-Codec for {steps} steps (configs/hificodec/small.yaml) ==", flush=True)
+    run([sys.executable, "train.py", "fit", "--config", "configs/hificodec/small.yaml",
+         "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(run_dir)])
+    checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not checkpoints:
+        sys.exit("training wrote no checkpoint")
+    return checkpoints[-1]
+
+
+def held_out_utterance(corpus: Path) -> Path:
+    candidates = sorted((corpus / "val").glob("*real*.wav")) or sorted((corpus / "val").glob("*.wav"))
+    if not candidates:
+        sys.exit(f"no held-out audio under {corpus / 'val'}: run `make corpus`")
+    # the longest of the first few held-out real prompts: a sentence, not a single word
+    return max(candidates[:12], key=lambda p: sf.info(str(p)).frames)
+
+
+def opus_round_trip(src: Path, kbps: float) -> tuple[Path, Path, float, float]:
+    coded, back = OUT / f"opus_{kbps:g}k.ogg", OUT / f"opus_{kbps:g}k.wav"
+    enc = run(["ffmpeg", "-v", "error", "-y", "-threads", "1", "-i", str(src), "-c:a", "libopus", "-b:a", f"{kbps}k",
+               "-application", "voip", str(coded)])
+    dec = run(["ffmpeg", "-v", "error", "-y", "-threads", "1", "-i", str(coded), "-ar", "16000", str(back)])
+    return coded, back, enc, dec
+
+
+def scores(reference: Path, decoded: Path, coded: Path, seconds: float, enc_s: float, dec_s: float) -> dict:
+    ref, sr = sf.read(str(reference), dtype="float32")
+    deg, sr2 = sf.read(str(decoded), dtype="float32")
+    assert sr == sr2 == 16000, (sr, sr2)
+    n = min(len(ref), len(deg))
+    ref, deg = ref[:n], deg[:n]
+    return {
+        "kbps": 8 * coded.stat().st_size / seconds / 1000,
+        "PESQ-WB": metrics.pesq_wb(ref, deg, sr),
+        "STOI": metrics.stoi(ref, deg, sr),
+        "mel dist": metrics.mel_distance(ref, deg, sr),
+        "SI-SDR dB": metrics.si_sdr(ref, deg),
+        "enc xRT": seconds / enc_s,
+        "dec xRT": seconds / dec_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", action="store_true", help="train a small model now even if one is shipped")
+    parser.add_argument("--steps", type=int, default=int(os.environ.get("DEMO_STEPS", 600)))
+    parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "speech")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+
+    shipped = SHIPPED_DIR / "hificodec-16k"
+    model = str(train_small(args.steps) if args.train or not (shipped / "config.json").is_file() else "hificodec-16k")
+    print(f"== model: {model} ==")
+
+    utterance = held_out_utterance(args.corpus)
+    seconds = sf.info(str(utterance)).frames / sf.info(str(utterance)).samplerate
+    print(f"== held-out utterance: {utterance.name} ({seconds:.2f} s) ==")
+    coded, decoded = OUT / "hificodec.cgc", OUT / "hificodec.wav"
+    infer = [sys.executable, "infer.py"]
+    # timings include Python start-up and model loading, as a user sees them
+    enc_s = run(infer + ["encode", "--model", model, str(utterance), str(coded), "--overwrite"])
+    dec_s = run(infer + ["decode", "--model", model, str(coded), str(decoded), "--overwrite"])
+    # in-process speed, one thread, without start-up costs
+    import codecgen
+
+    torch.set_num_threads(1)
+    codec = codecgen.load(model)
+    x = torch.from_numpy(sf.read(str(utterance), dtype="float32")[0])[None, None]
+    start = time.perf_counter()
+    codes = codec.encode(x)
+    pure_enc = time.perf_counter() - start
+    start = time.perf_counter()
+    codec.decode(codes)
+    pure_dec = time.perf_counter() - start
+
+    rows = {f"HiFi-Codec (ours, {codec.bitrate() / 1000:g} kbps nominal)": scores(utterance, decoded, coded, seconds, pure_enc, pure_dec)}
+    for kbps in (6, 9, 12):
+        opus_coded, opus_back, opus_enc, opus_dec = opus_round_trip(utterance, kbps)
+        rows[f"Opus {kbps} kbps (libopus voip)"] = scores(utterance, opus_back, opus_coded, seconds, opus_enc, opus_dec)
+
+    columns = list(next(iter(rows.values())))
+    width = max(len(name) for name in rows) + 2
+    print()
+    print(f"Held-out utterance {utterance.name}, {seconds:.2f} s, 16 kHz; speed = x real time, one thread")
+    print("codec".ljust(width) + "".join(c.rjust(11) for c in columns))
+    for name, row in rows.items():
+        print(name.ljust(width) + "".join(f"{row[c]:11.3f}" for c in columns))
+    print(f"\n(infer.py wall time incl. start-up: encode {enc_s:.1f} s, decode {dec_s:.1f} s; "
+          f"Opus speeds include ffmpeg start-up; kbps of Opus includes its Ogg container)")
+    print(f"files: {OUT}")
+
+
+if __name__ == "__main__":
+    main()
