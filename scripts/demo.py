@@ -42,7 +42,7 @@ def train_small(steps: int) -> Path:
     print(f"== training a small HiFi-Codec for {steps} steps (configs/hificodec/small.yaml) ==", flush=True)
     run([sys.executable, "train.py", "fit", "--config", "configs/hificodec/small.yaml",
          "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(run_dir)])
-    checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    checkpoints = sorted(run_dir.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not checkpoints:
         sys.exit("training wrote no checkpoint")
     return checkpoints[-1]
