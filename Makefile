@@ -30,7 +30,7 @@ system-deps:
 	fi
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest tests
 
 corpus: setup
 	$(PY) -m codecgen.datamodules.prepare speech --out data/speech

@@ -70,6 +70,7 @@ def test_mel_loss_falls_on_a_fixed_batch():
     model.eval()
     with torch.no_grad():
         before = model.mel_loss(model(batch)[0], batch).item()
+    model.train()
     trainer = L.Trainer(max_steps=40, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, datamodule=FixedBatch(batch, 40))
