@@ -111,7 +111,10 @@ class VQ(Quantizer):
         decay: EMA decay.
         kmeans_init: initialise the codebook from k-means on the first training batch.
         threshold_dead_code: an entry whose EMA usage falls below this many vectors per
-            step is replaced by a random vector of the current batch (0 disables).
+            step is replaced by a random vector of the current batch (0 disables). As in
+            EnCodec, but capped at 10% of the mean usage (vectors per step / codebook
+            size): EnCodec's value (2) assumes thousands of vectors a step, and with small
+            batches every live entry would fall below it and be replaced every step.
         commitment_weight: weight of ||z - sg(q)||^2 (the encoder's commitment).
         codebook_weight: weight of ||sg(z) - q||^2 (only without EMA; it trains the codebook).
     """
@@ -139,7 +142,8 @@ class VQ(Quantizer):
         init = torch.empty(codebook_size, dim).uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
         if ema:
             self.register_buffer("codebook", init)
-            self.register_buffer("cluster_size", torch.ones(codebook_size))
+            # zero usage until seen: entries never assigned are replaced on the first step
+            self.register_buffer("cluster_size", torch.zeros(codebook_size))
             self.register_buffer("embed_sum", init.clone())
         else:
             self.codebook = nn.Parameter(init)
@@ -174,8 +178,8 @@ class VQ(Quantizer):
         self.codebook.copy_(self.embed_sum / smoothed[:, None])
 
     @torch.no_grad()
-    def _replace_dead_codes(self, x: Tensor, usage: Tensor) -> None:
-        dead = usage < self.threshold_dead_code
+    def _replace_dead_codes(self, x: Tensor, usage: Tensor, threshold: float) -> None:
+        dead = usage < threshold
         n_dead = int(dead.sum())
         if n_dead == 0:
             return
@@ -185,7 +189,7 @@ class VQ(Quantizer):
         self.codebook.data[dead] = replacement.to(self.codebook.dtype)
         if self.ema:
             self.embed_sum[dead] = replacement
-            self.cluster_size[dead] = self.threshold_dead_code
+            self.cluster_size[dead] = threshold
 
     # -- contract ---------------------------------------------------------------------
     def _nearest(self, x: Tensor) -> Tensor:
@@ -206,7 +210,8 @@ class VQ(Quantizer):
         usage = torch.bincount(codes, minlength=self.codebook_size).float()
         if self.training and self.threshold_dead_code > 0:
             # EMA usage (vectors per step) when available, else this batch's counts.
-            self._replace_dead_codes(x.detach(), self.cluster_size if self.ema else usage)
+            threshold = min(self.threshold_dead_code, 0.1 * x.shape[0] / self.codebook_size)
+            self._replace_dead_codes(x.detach(), self.cluster_size if self.ema else usage, threshold)
         straight_through = x + (quantized - x).detach()
         probs = usage / usage.sum().clamp(min=1)
         metrics = {
