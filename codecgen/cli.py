@@ -178,6 +178,22 @@ def cmd_export(args) -> None:
     print(f"exported {model.model_name} ({model.weights_hash()}) to {folder}")
 
 
+def cmd_fit_prior(args) -> None:
+    from codecgen.datamodules.audio import load_audio
+
+    folder = Path(args.output)
+    if folder.exists() and not args.overwrite:
+        raise UserError(f"{folder} exists; pass --overwrite to replace it")
+    model = _load_model(args.model, "audio", args.device)
+    files = sorted(p for ext in ("wav", "flac", "ogg") for p in Path(args.data).rglob(f"*.{ext}"))[: args.max_files]
+    if not files:
+        raise UserError(f"no wav/flac/ogg files under {args.data}")
+    waveforms = (load_audio(f, model.sample_rate)[None] for f in files)
+    frames = model.fit_code_prior(_progress(waveforms, len(files), "prior", args.quiet))
+    hub.export(model, folder, overwrite=args.overwrite)
+    print(f"code prior from {len(files)} files ({frames} frames) exported with the model to {folder}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infer.py", description="Run codecgen models on files.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a .cgc file's header")
     p.add_argument("input")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("fit-prior", help="count a model's codes over a folder of audio into its code prior, then export")
+    model_arg(p)
+    common(p)
+    p.add_argument("data", help="folder of training audio (not the files you will benchmark on)")
+    p.add_argument("output", help="exported folder to write")
+    p.add_argument("--max-files", type=int, default=1000)
+    p.set_defaults(func=cmd_fit_prior)
 
     p = sub.add_parser("export", help=".ckpt -> folder with config.json + model.safetensors")
     p.add_argument("model")

@@ -58,7 +58,11 @@ def _load_ckpt(path: Path, map_location):
     if not isinstance(checkpoint, dict) or "codecgen_spec" not in checkpoint:
         raise ValueError(f"{path} is not a codecgen checkpoint (no model spec inside)")
     model = build(checkpoint["codecgen_spec"])
-    model.load_state_dict(checkpoint["state_dict"])
+    missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    # a checkpoint from before the model had a code prior: the prior stays unfitted
+    missing = [k for k in missing if not k.startswith("code_prior.")]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match its model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model
 
 

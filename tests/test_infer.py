@@ -8,6 +8,7 @@ import soundfile as sf
 import torch
 
 import codecgen
+import codecgen.nn.entropy
 import infer
 from codecgen.codecs import bitstream
 from codecgen.datamodules.signals import espeak
@@ -168,3 +169,23 @@ def test_unsupported_output_and_missing_folder(tiny_checkpoint, speech_wav, tmp_
     assert_one_line_error(capsys, "does not exist")
     assert infer.main(["encode", "--model", "no-such-model", str(speech_wav), str(tmp_path / "x.cgc")]) == 2
     assert_one_line_error(capsys, "no model")
+
+
+def test_code_prior_travels_in_the_model_not_the_file(tiny_checkpoint, tiny_corpus, speech_wav, tmp_path):
+    folder = tmp_path / "with-prior"
+    assert infer.main(["fit-prior", "--model", str(tiny_checkpoint), str(tiny_corpus), str(folder), "--quiet"]) == 0
+    plain, fitted = codecgen.load(tiny_checkpoint), codecgen.load(folder)
+    assert fitted.code_prior.fitted and not plain.code_prior.fitted
+    assert fitted.weights_hash() != plain.weights_hash()  # the prior is part of what decodes a file
+    x = torch.from_numpy(sf.read(str(speech_wav), dtype="float32")[0])[None, None]
+    codes = fitted.encode(x)
+    header, payload = fitted.pack_codes(codes, x.shape[-1])
+    prior = fitted.code_prior.entropy_model(codes.shape[1])
+    uniform = codecgen.nn.entropy.uniform_model(prior.codebook_sizes)
+    if codecgen.nn.entropy.information_bits(codes, prior) < codecgen.nn.entropy.information_bits(codes, uniform):
+        assert header["entropy"] == {"kind": "prior"}
+    assert torch.equal(fitted.unpack_codes(header, payload), codes)
+    cgc, wav = tmp_path / "p.cgc", tmp_path / "p.wav"
+    assert encode(folder, speech_wav, cgc) == 0
+    assert decode(folder, cgc, wav) == 0
+    assert decode(tiny_checkpoint, cgc, tmp_path / "other.wav") == 2  # a model without that prior is refused

@@ -8,7 +8,9 @@ its queue order makes the symbol order easy to document) under one of two
 ``EntropyModel`` kinds:
 
 - ``uniform``: every symbol costs ``log2(K_i)`` bits; nothing to transmit but the sizes.
-- ``histogram``: one static, per-file histogram per codebook, fitted on the codes
+- ``histogram``: a static histogram per codebook: either the model's own prior
+  (``CodePrior``: counted over training data, kept in the checkpoint, nothing sent),
+  or a per-file histogram per codebook, fitted on the codes
   themselves (``fit_histogram``) and stored in the file header. Counts are quantized
   to a log scale (4 levels per octave, 20 octaves of dynamic range) so the table is
   about one byte per symbol before zlib; the quantized counts *are* the model, so
@@ -37,6 +39,7 @@ from typing import Any, Sequence
 import constriction
 import numpy as np
 import torch
+from torch import nn
 
 __all__ = [
     "EntropyModel",
@@ -47,6 +50,7 @@ __all__ = [
     "decode",
     "information_bits",
     "best_model",
+    "CodePrior",
 ]
 
 MAX_CODEBOOKS = 4096
@@ -393,3 +397,40 @@ def _to_layout(per_cb: np.ndarray, dims: tuple[int, ...]) -> torch.Tensor:
     """(n_cb, B * prod(spatial)) -> (B, n_cb, *spatial) LongTensor."""
     cb_first = per_cb.reshape((dims[1], dims[0]) + dims[2:])
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(cb_first, 0, 1)))
+
+
+# --------------------------------------------------------------------------- model prior
+
+
+class CodePrior(nn.Module):
+    """Each codebook's code histogram over training data, kept inside the model.
+
+    A static prior in the style of CompressAI's entropy bottleneck tables: files coded
+    with it carry no table (their header says ``{"kind": "prior"}``), and since it is a
+    buffer of the model, the weights hash that a file records covers it. Zero counts
+    mean "not fitted"; ``update`` accumulates codes, ``entropy_model`` quantizes the
+    counts (+1 each, so every code stays encodable) into an ``EntropyModel``.
+    """
+
+    def __init__(self, codebook_sizes: Sequence[int]):
+        super().__init__()
+        self.codebook_sizes = _check_codebook_sizes(list(codebook_sizes))
+        self.register_buffer("counts", torch.zeros(len(self.codebook_sizes), max(self.codebook_sizes), dtype=torch.float64))
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.counts.sum() > 0)
+
+    @torch.no_grad()
+    def update(self, codes: torch.Tensor) -> None:
+        """Add the codes ``(B, n, *spatial)`` (n <= number of codebooks) to the counts."""
+        for i in range(codes.shape[1]):
+            k = self.codebook_sizes[i]
+            self.counts[i, :k] += torch.bincount(codes[:, i].reshape(-1).cpu(), minlength=k).to(self.counts)
+
+    def entropy_model(self, n_codebooks: int) -> EntropyModel:
+        if not self.fitted:
+            raise ValueError("this model has no fitted code prior")
+        sizes = self.codebook_sizes[:n_codebooks]
+        counts = [quantize_counts(self.counts[i, :k].cpu().numpy() + 1.0) for i, k in enumerate(sizes)]
+        return EntropyModel("histogram", sizes, counts)

@@ -57,7 +57,7 @@ MAX_SAMPLES = 1 << 40
 
 class AudioCodec(Codec):
     modality = "audio"
-    inference_modules = ("encoder", "quantizer", "decoder")
+    inference_modules = ("encoder", "quantizer", "decoder", "code_prior")
 
     def __init__(
         self,
@@ -83,6 +83,7 @@ class AudioCodec(Codec):
         if gan_loss not in GAN_LOSSES:
             raise ValueError(f"gan_loss must be one of {sorted(GAN_LOSSES)}, got {gan_loss!r}")
         self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
+        self.code_prior = entropy.CodePrior(quantizer.codebook_sizes)  # fitted after training: fit_code_prior
         self.discriminator = discriminator
         self.sample_rate = sample_rate
         self.mel_loss = mel_loss if mel_loss is not None else MultiResolutionMelLoss(sample_rate)
@@ -173,11 +174,35 @@ class AudioCodec(Codec):
 
     def pack_codes(self, codes: Tensor, length: int, source_sample_rate: int | None = None,
                    source_length: int | None = None) -> tuple[dict, bytes]:
-        """Entropy-code ``codes`` (1, n_q, F) with whichever model is smaller for them."""
+        """Entropy-code ``codes`` (1, n_q, F) with whichever code model makes the smaller
+        file: uniform, a histogram sent in the header, or the model's own prior."""
         sizes = self.quantizer.codebook_sizes[: codes.shape[1]]
-        model = entropy.best_model(codes, sizes)
+        candidates = [(entropy.uniform_model(sizes), None), (entropy.fit_histogram(codes, sizes), None)]
+        if self.code_prior.fitted:
+            candidates.append((self.code_prior.entropy_model(codes.shape[1]), {"kind": "prior"}))
+
+        def cost(candidate) -> float:
+            model, header = candidate
+            header_bytes = len(str(header)) if header else model.header_bytes()
+            return entropy.information_bits(codes, model) / 8 + header_bytes
+
+        model, entropy_header = min(candidates, key=cost)
         header = self.header(codes, length, source_sample_rate or self.sample_rate, source_length or length, model)
+        if entropy_header is not None:
+            header["entropy"] = entropy_header
         return header, entropy.encode(codes, model)
+
+    @torch.no_grad()
+    def fit_code_prior(self, batches) -> int:
+        """Count the codes of an iterable of waveforms (1, 1, T) into the model's prior;
+        returns the number of frames counted."""
+        frames = 0
+        for x in batches:
+            codes = self.encode(x.to(self.device))
+            self.code_prior.update(codes)
+            frames += codes.shape[-1]
+        self._weights_hash = None
+        return frames
 
     def unpack_codes(self, header: dict, payload: bytes) -> Tensor:
         """Validate a header against this model, then decode the codes it describes."""
@@ -203,7 +228,10 @@ class AudioCodec(Codec):
         if not 0 < header["source_length"] <= MAX_SAMPLES:
             raise bitstream.BitstreamError(f"absurd source length {header['source_length']}")
         try:
-            model = entropy.EntropyModel.from_header({**header["entropy"], "codebook_sizes": header["codebook_sizes"]})
+            if header["entropy"].get("kind") == "prior":
+                model = self.code_prior.entropy_model(shape[1])
+            else:
+                model = entropy.EntropyModel.from_header({**header["entropy"], "codebook_sizes": header["codebook_sizes"]})
             return entropy.decode(payload, shape, model).to(self.device)
         except ValueError as error:
             raise bitstream.BitstreamError(f"corrupt payload: {error}") from None
