@@ -199,3 +199,18 @@ def test_spec_rebuilds_an_equal_quantizer():
     rebuilt = build(init_spec(q))
     assert type(rebuilt) is MCRVQ and rebuilt.codebook_sizes == q.codebook_sizes
     assert init_spec(rebuilt) == init_spec(q)
+
+
+def test_ema_codebook_stays_on_the_data_with_small_batches_and_dead_codes():
+    """Small batches (fewer vectors than codes) make most entries 'dead' each step; the
+    replaced entries must equal the vectors they were replaced with, not a multiple."""
+    torch.manual_seed(0)
+    q = VQ(8, 256, kmeans_init=False, threshold_dead_code=2.0)
+    q.train()
+    for _ in range(150):
+        q(torch.randn(1, 8, 40))
+    data_norm = 3 * torch.randn(1000, 8).norm(dim=1).max()
+    assert q.codebook.norm(dim=1).max() < data_norm
+    n = q.cluster_size.sum()
+    smoothed = (q.cluster_size + q.epsilon) / (n + q.codebook_size * q.epsilon) * n
+    assert torch.allclose(q.codebook, q.embed_sum / smoothed[:, None], rtol=1e-4, atol=1e-5)

@@ -188,7 +188,8 @@ class VQ(Quantizer):
             dist.broadcast(replacement, src=0)
         self.codebook.data[dead] = replacement.to(self.codebook.dtype)
         if self.ema:
-            self.embed_sum[dead] = replacement
+            # a sum of `threshold` vectors equal to the replacement: the entry *is* the replacement
+            self.embed_sum[dead] = replacement * threshold
             self.cluster_size[dead] = threshold
 
     # -- contract ---------------------------------------------------------------------
