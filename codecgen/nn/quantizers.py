@@ -71,9 +71,10 @@ def _draw_n_q(low: int, high: int, probability: float) -> int:
     return int(n)
 
 
-def _kmeans(samples: Tensor, k: int, iters: int) -> Tensor:
-    means, _ = _lucidrains_kmeans(samples[None], k, num_iters=iters)
-    return means[0]
+def _kmeans(samples: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
+    """(centroids (k, D), vectors per centroid (k,))."""
+    means, bins = _lucidrains_kmeans(samples[None], k, num_iters=iters)
+    return means[0], bins[0]
 
 
 class Quantizer(nn.Module):
@@ -152,13 +153,16 @@ class VQ(Quantizer):
     # -- codebook maintenance (training only) ---------------------------------------
     @torch.no_grad()
     def _kmeans_init(self, x: Tensor) -> None:
-        codebook = _kmeans(x.float(), self.codebook_size, self.kmeans_iters)
+        codebook, counts = _kmeans(x.float(), self.codebook_size, self.kmeans_iters)
+        counts = counts.to(codebook)
         if _distributed():  # every rank must start from the same codebook
             dist.broadcast(codebook, src=0)
+            dist.broadcast(counts, src=0)
         self.codebook.data.copy_(codebook)
         if self.ema:
-            self.embed_sum.copy_(codebook)
-            self.cluster_size.fill_(1.0)
+            # usage as k-means saw it: entries no vector chose are dead from the start
+            self.cluster_size.copy_(counts)
+            self.embed_sum.copy_(codebook * counts[:, None])
         self.initialized.fill_(True)
 
     @torch.no_grad()
@@ -484,7 +488,7 @@ def kmeans_shrink(codebook: Tensor, k: int, iters: int = 50, seed: int = 0) -> t
         if k == data.shape[0]:
             centroids = data.clone()
         else:
-            centroids = _kmeans(data, k, iters)
+            centroids, _ = _kmeans(data, k, iters)
     finally:
         torch.random.set_rng_state(generator_state)
     index_map = _squared_distances(data, centroids).argmin(-1)
