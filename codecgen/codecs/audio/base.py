@@ -343,8 +343,9 @@ class AudioCodec(Codec):
             self.clip_gradients(opt_g, gradient_clip_val=self.grad_clip)
         opt_g.step()
 
-        if self.lr_decay_every and (self.global_step % self.lr_decay_every == 0):
-            for scheduler in self.lr_schedulers() if isinstance(self.lr_schedulers(), list) else [self.lr_schedulers()]:
+        if self.lr_decay_every and self.global_step % self.lr_decay_every == 0:
+            schedulers = self.lr_schedulers()
+            for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
                 scheduler.step()
         logs.update({f"train/{k}": v.detach() for k, v in losses.items()})
         logs["train/loss"] = total.detach()
