@@ -185,7 +185,8 @@ def cmd_fit_prior(args) -> None:
     if folder.exists() and not args.overwrite:
         raise UserError(f"{folder} exists; pass --overwrite to replace it")
     model = _load_model(args.model, "audio", args.device)
-    files = sorted(p for ext in ("wav", "flac", "ogg") for p in Path(args.data).rglob(f"*.{ext}"))[: args.max_files]
+    files = sorted(p for ext in ("wav", "flac", "ogg") for p in Path(args.data).rglob(f"*.{ext}"))
+    files = files[:: max(1, len(files) // args.max_files)][: args.max_files]  # spread over the whole folder
     if not files:
         raise UserError(f"no wav/flac/ogg files under {args.data}")
     waveforms = (load_audio(f, model.sample_rate)[None] for f in files)

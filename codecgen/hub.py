@@ -115,6 +115,10 @@ def export(model, folder: str | os.PathLike, overwrite: bool = False) -> Path:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.inference_state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS_NAME))
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+        umask = os.umask(0)
+        os.umask(umask)
+        for path, mode in ((staging, 0o777), (staging / CONFIG_NAME, 0o666), (staging / WEIGHTS_NAME, 0o666)):
+            path.chmod(mode & ~umask)  # mkdtemp makes private folders; an export is for sharing
         if folder.exists():
             for name in (CONFIG_NAME, WEIGHTS_NAME):  # keep other files (a model card) in place
                 os.replace(staging / name, folder / name)
