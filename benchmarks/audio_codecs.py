@@ -188,7 +188,7 @@ def bench_ours(model, label: str, sets: dict[str, list[Path]]) -> tuple[list[dic
             data = bitstream.pack(header, payload)
             t_pack = time.perf_counter() - t0
             back = model.unpack_codes(*bitstream.unpack(data))  # the file must give the codes back exactly
-            code_model = entropy.EntropyModel.from_header({**header["entropy"], "codebook_sizes": header["codebook_sizes"]})
+            code_model = model.code_model(header)
             table_bytes = len(header["entropy"].get("levels", ""))
             pairs.append((ref, resample(y[0, 0].clamp(-1, 1).numpy(), sr_model, sr)))
             codes_by[(n_q, path.name)] = codes.cpu()

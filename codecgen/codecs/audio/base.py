@@ -192,6 +192,12 @@ class AudioCodec(Codec):
             header["entropy"] = entropy_header
         return header, entropy.encode(codes, model)
 
+    def code_model(self, header: dict) -> entropy.EntropyModel:
+        """The entropy model a file's header names: the model's own prior or a sent table."""
+        if header["entropy"].get("kind") == "prior":
+            return self.code_prior.entropy_model(len(header["codebook_sizes"]))
+        return entropy.EntropyModel.from_header({**header["entropy"], "codebook_sizes": header["codebook_sizes"]})
+
     @torch.no_grad()
     def fit_code_prior(self, batches) -> int:
         """Count the codes of an iterable of waveforms (1, 1, T) into the model's prior;
@@ -228,10 +234,7 @@ class AudioCodec(Codec):
         if not 0 < header["source_length"] <= MAX_SAMPLES:
             raise bitstream.BitstreamError(f"absurd source length {header['source_length']}")
         try:
-            if header["entropy"].get("kind") == "prior":
-                model = self.code_prior.entropy_model(shape[1])
-            else:
-                model = entropy.EntropyModel.from_header({**header["entropy"], "codebook_sizes": header["codebook_sizes"]})
+            model = self.code_model(header)
             return entropy.decode(payload, shape, model).to(self.device)
         except ValueError as error:
             raise bitstream.BitstreamError(f"corrupt payload: {error}") from None
