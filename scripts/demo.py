@@ -1,6 +1,6 @@
 """`make demo`: the main job end to end on this machine.
 
-1. a HiFi-Codec: the shipped ``checkpoints/hificodec-16k`` if present, else (or with
+1. the shipped HiFi-Codec and Language-Codec (``checkpoints/``) if present, else (or with
    ``--train``) a small one trained now with ``train.py`` on the default speech corpus;
 2. a held-out real utterance encoded and decoded with ``infer.py`` (the user's CLI);
 3. one table: real kbps (from the file size), PESQ-WB, STOI, mel distance, SI-SDR,
@@ -96,25 +96,33 @@ def main() -> None:
     utterance = held_out_utterance(args.corpus)
     seconds = sf.info(str(utterance)).frames / sf.info(str(utterance)).samplerate
     print(f"== held-out utterance: {utterance.name} ({seconds:.2f} s) ==")
-    coded, decoded = OUT / "hificodec.cgc", OUT / "hificodec.wav"
     infer = [sys.executable, "infer.py"]
-    # timings include Python start-up and model loading, as a user sees them
-    enc_s = run(infer + ["encode", "--model", model, str(utterance), str(coded), "--overwrite"])
-    dec_s = run(infer + ["decode", "--model", model, str(coded), str(decoded), "--overwrite"])
-    # in-process speed, one thread, without start-up costs
     import codecgen
 
     torch.set_num_threads(1)
-    codec = codecgen.load(model)
     x = torch.from_numpy(sf.read(str(utterance), dtype="float32")[0])[None, None]
-    start = time.perf_counter()
-    codes = codec.encode(x)
-    pure_enc = time.perf_counter() - start
-    start = time.perf_counter()
-    codec.decode(codes)
-    pure_dec = time.perf_counter() - start
-
-    rows = {f"HiFi-Codec (ours, {codec.bitrate() / 1000:g} kbps nominal)": scores(utterance, decoded, coded, seconds, pure_enc, pure_dec)}
+    runs = [(model, None)]
+    if model == "hificodec-16k" and (SHIPPED_DIR / "languagecodec-16k" / "config.json").is_file():
+        runs += [("languagecodec-16k", 3), ("languagecodec-16k", None)]
+    rows, wall = {}, []
+    for name, n_q in runs:
+        tag = f"{Path(name).name}{'' if n_q is None else f'_nq{n_q}'}"
+        coded, decoded = OUT / f"{tag}.cgc", OUT / f"{tag}.wav"
+        extra = [] if n_q is None else ["--n-q", str(n_q)]
+        # wall times include Python start-up and model loading, as a user sees them
+        enc_s = run(infer + ["encode", "--model", name, str(utterance), str(coded), "--overwrite", *extra])
+        dec_s = run(infer + ["decode", "--model", name, str(coded), str(decoded), "--overwrite"])
+        wall.append(f"{tag}: encode {enc_s:.1f} s, decode {dec_s:.1f} s")
+        # in-process speed, one thread, without start-up costs
+        codec = codecgen.load(name)
+        start = time.perf_counter()
+        codes = codec.encode(x, n_q=n_q)
+        pure_enc = time.perf_counter() - start
+        start = time.perf_counter()
+        codec.decode(codes)
+        pure_dec = time.perf_counter() - start
+        label = f"{codec.model_name} ({tag}, {codec.bitrate(n_q) / 1000:g} kbps nominal)"
+        rows[label] = scores(utterance, decoded, coded, seconds, pure_enc, pure_dec)
     for kbps in (6, 9, 12):
         opus_coded, opus_back, opus_enc, opus_dec = opus_round_trip(utterance, kbps)
         rows[f"Opus {kbps} kbps (libopus voip)"] = scores(utterance, opus_back, opus_coded, seconds, opus_enc, opus_dec)
@@ -126,7 +134,7 @@ def main() -> None:
     print("codec".ljust(width) + "".join(c.rjust(11) for c in columns))
     for name, row in rows.items():
         print(name.ljust(width) + "".join(f"{row[c]:11.3f}" for c in columns))
-    print(f"\n(infer.py wall time incl. start-up: encode {enc_s:.1f} s, decode {dec_s:.1f} s; "
+    print(f"\n(infer.py wall time incl. start-up: {'; '.join(wall)}; "
           f"Opus speeds include ffmpeg start-up; kbps of Opus includes its Ogg container)")
     print(f"files: {OUT}")
 
