@@ -15,6 +15,22 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 TINY_CONFIG = str(ROOT / "configs" / "hificodec" / "tiny.yaml")
 
 
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def sine_sweep(batch: int, length: int, sample_rate: int = 16000):
+    """Deterministic (B, 1, T) test signal: linear chirps from ~100 Hz to a few kHz."""
+    import math
+
+    t = torch.arange(length) / sample_rate
+    rows = []
+    for b in range(batch):
+        f0, f1 = 100.0 + 50 * b, 3000.0 + 500 * b
+        rows.append(0.5 * torch.sin(2 * math.pi * (f0 * t + 0.5 * (f1 - f0) / t[-1] * t**2)))
+    return torch.stack(rows).unsqueeze(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     from codecgen.datamodules.signals import write_test_corpus

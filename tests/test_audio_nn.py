@@ -30,25 +30,13 @@ from codecgen.nn.losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
 )
+from tests.conftest import n_params, sine_sweep
 
 torch.set_num_threads(1)
 
 TINY_RES = {"resblock_kernel_sizes": (3,), "resblock_dilation_sizes": ((1, 3),)}
 
 
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def sine_sweep(batch: int, length: int, sample_rate: int = 16000) -> torch.Tensor:
-    """Deterministic (B, 1, T) test signal: linear chirps from 100 Hz to a few kHz."""
-    t = torch.arange(length) / sample_rate
-    rows = []
-    for b in range(batch):
-        f0, f1 = 100.0 + 50 * b, 3000.0 + 500 * b
-        phase = 2 * math.pi * (f0 * t + 0.5 * (f1 - f0) / t[-1] * t**2)
-        rows.append(0.5 * torch.sin(phase))
-    return torch.stack(rows).unsqueeze(1)
 
 
 # ------------------------------------------------------------------ audio.py

@@ -20,6 +20,7 @@ from codecgen.nn.audio import (
 )
 from codecgen.nn.config import build, init_spec
 from codecgen.nn.losses import MultiResolutionMelLoss
+from tests.conftest import n_params, sine_sweep
 
 torch.set_num_threads(1)
 
@@ -27,18 +28,6 @@ TINY_SEANET = {"n_filters": 4, "ratios": (2, 2), "dimension": 8, "lstm_layers": 
 TINY_VOCOS = {"input_channels": 8, "dim": 16, "intermediate_dim": 32, "num_layers": 2}
 
 
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def sine_sweep(batch: int, length: int, sample_rate: int = 16000) -> torch.Tensor:
-    """Deterministic (B, 1, T) linear chirps from ~100 Hz to a few kHz."""
-    t = torch.arange(length) / sample_rate
-    rows = []
-    for b in range(batch):
-        f0, f1 = 100.0 + 50 * b, 3000.0 + 500 * b
-        rows.append(0.5 * torch.sin(2 * math.pi * (f0 * t + 0.5 * (f1 - f0) / t[-1] * t**2)))
-    return torch.stack(rows).unsqueeze(1)
 
 
 # ------------------------------------------------------------------ SEANet

@@ -15,6 +15,7 @@ the quantized latent (Language-Codec's bandwidth id) overrides ``decode_latent``
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator
 
@@ -183,7 +184,7 @@ class AudioCodec(Codec):
 
         def cost(candidate) -> float:
             model, header = candidate
-            header_bytes = len(str(header)) if header else model.header_bytes()
+            header_bytes = len(json.dumps(header, separators=(",", ":"))) if header else model.header_bytes()
             return entropy.information_bits(codes, model) / 8 + header_bytes
 
         model, entropy_header = min(candidates, key=cost)
