@@ -1,12 +1,15 @@
-"""Objective quality and rate metrics for codecs: PESQ, STOI, mel distance, SI-SDR, PSNR, kbps, bpp.
+"""Objective quality and rate metrics for codecs: PESQ, STOI, mel distance, SI-SDR, PSNR,
+SSIM, MS-SSIM, GMSD, kbps, bpp.
 
 One place for the numbers every benchmark and validation loop reports, so the
 audio codecs are compared with the same definitions (and the classical anchors
 in ../shared/DATA.md were measured with these). Inputs are numpy arrays or
 torch tensors; the signal metrics take a reference and a degraded signal,
 crop both to the shorter length (codecs may pad to a whole frame) and refuse
-empty or non-finite input with ``ValueError``. ``pesq`` and ``pystoi`` are
-imported lazily so importing this module stays cheap.
+empty or non-finite input with ``ValueError``. The image metrics take a
+reference and a degraded image of the same shape. ``pesq``, ``pystoi`` and the
+torch SSIM code (`codecgen.nn.losses`) are imported lazily so importing this
+module stays cheap.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Union
 import numpy as np
 import torch
 
-__all__ = ["pesq_wb", "stoi", "mel_distance", "si_sdr", "psnr", "kbps", "bpp"]
+__all__ = ["pesq_wb", "stoi", "mel_distance", "si_sdr", "psnr", "ssim", "ms_ssim", "gmsd", "kbps", "bpp"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -129,6 +132,97 @@ def psnr(ref: ArrayLike, deg: ArrayLike, max_val: float = 1.0) -> float:
     if mse == 0.0:
         return math.inf
     return float(10 * np.log10(max_val**2 / mse))
+
+
+def _image_pair(ref: ArrayLike, deg: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two same-shaped images as float64 (B, C, H, W) tensors.
+
+    Layouts: (H, W) greyscale; numpy (H, W, C) channels-last (PIL, scikit-image);
+    torch (C, H, W) or (B, C, H, W) channels-first (a batch scores as the mean over
+    its images). Values are not rescaled: pass ``data_range=255`` for uint8 images.
+    """
+    layouts = []
+    for x, name in ((ref, "ref"), (deg, "deg")):
+        is_tensor = isinstance(x, torch.Tensor)
+        t = torch.from_numpy(_to_numpy(x, name))
+        if t.dim() == 2:
+            t = t[None, None]
+        elif t.dim() == 3:
+            t = t.unsqueeze(0) if is_tensor else t.permute(2, 0, 1).unsqueeze(0)
+        elif t.dim() != 4 or not is_tensor:
+            raise ValueError(f"{name}: expected an (H, W), (H, W, C) or (C, H, W) image, got shape {tuple(t.shape)}")
+        layouts.append(t)
+    r, d = layouts
+    if r.shape != d.shape:
+        raise ValueError(f"ref {tuple(r.shape)} and deg {tuple(d.shape)} must have the same shape")
+    return r, d
+
+
+def ssim(ref: ArrayLike, deg: ArrayLike, data_range: float = 1.0) -> float:
+    """Structural similarity (Wang et al. 2004), Gaussian window 11 / sigma 1.5; 1 = identical.
+
+    Per channel, averaged over channels; same numbers as scikit-image's
+    ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``.
+    Higher is better. Images must be at least 11x11.
+    """
+    from codecgen.nn.losses import ssim as _ssim
+
+    r, d = _image_pair(ref, deg)
+    with torch.no_grad():
+        return float(_ssim(r, d, data_range=data_range))
+
+
+def ms_ssim(ref: ArrayLike, deg: ArrayLike, data_range: float = 1.0) -> float:
+    """Multi-scale SSIM (Wang et al. 2003), five scales with the paper's weights; 1 = identical.
+
+    Higher is better. The full five scales need images of at least 176x176; on
+    smaller images the coarse scales that would be smaller than the 11-pixel window
+    are dropped and the remaining weights renormalised (a 32x32 image uses two
+    scales; below 22 pixels it is plain SSIM), so scores of small images are not
+    comparable with the paper's. Images smaller than 11x11 raise ``ValueError``.
+    """
+    from codecgen.nn.losses import ms_ssim as _ms_ssim
+
+    r, d = _image_pair(ref, deg)
+    with torch.no_grad():
+        return float(_ms_ssim(r, d, data_range=data_range))
+
+
+GMSD_C = 170.0  # stabilising constant of Xue et al. for images on a 0..255 scale
+
+
+def gmsd(ref: ArrayLike, deg: ArrayLike, data_range: float = 1.0) -> float:
+    """Gradient Magnitude Similarity Deviation (Xue et al. 2014); 0 = identical, LOWER is better.
+
+    As the authors' GMSD.m: RGB -> luminance (0.299, 0.587, 0.114), scaled to 0..255
+    (by 255 / ``data_range``); 2x2 average filter and downsampling by 2 (odd sizes are
+    zero-padded, like MATLAB's ``conv2(..., 'same')``); Prewitt gradients (/3, zero
+    padding); gradient magnitude similarity GMS = (2 m_r m_d + c) / (m_r^2 + m_d^2 + c)
+    with c = 170; GMSD = standard deviation (N - 1) of the GMS map.
+    Takes greyscale or 3-channel images.
+    """
+    import torch.nn.functional as F
+
+    r, d = _image_pair(ref, deg)
+    if r.shape[1] not in (1, 3):
+        raise ValueError(f"gmsd needs greyscale or RGB images, got {r.shape[1]} channels")
+    gray = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64).view(1, 3, 1, 1)
+    prewitt = torch.tensor([[1.0, 0.0, -1.0]] * 3, dtype=torch.float64) / 3
+    kernels = torch.stack([prewitt, prewitt.T]).unsqueeze(1)  # (2, 1, 3, 3): x and y
+
+    def magnitude(img: torch.Tensor) -> torch.Tensor:
+        y = (img * gray).sum(dim=1, keepdim=True) if img.shape[1] == 3 else img
+        y = y * (255.0 / data_range)
+        y = F.pad(y, (0, y.shape[-1] % 2, 0, y.shape[-2] % 2))
+        y = F.avg_pool2d(y, 2)
+        g = F.conv2d(y, kernels, padding=1)
+        return g.pow(2).sum(dim=1).sqrt()
+
+    m_r, m_d = magnitude(r), magnitude(d)
+    gms = (2 * m_r * m_d + GMSD_C) / (m_r**2 + m_d**2 + GMSD_C)
+    if gms.numel() < 2:
+        raise ValueError(f"image of {tuple(r.shape[-2:])} is too small for GMSD")
+    return float(gms.flatten(1).std(dim=1).mean())
 
 
 def kbps(n_bytes: int, seconds: float) -> float:

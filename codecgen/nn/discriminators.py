@@ -1,4 +1,4 @@
-"""Waveform discriminators for GAN-trained audio codecs, behind one interface.
+"""Waveform and image discriminators for GAN-trained codecs, behind one interface.
 
 Implements
 - the multi-period (MPD) and multi-scale (MSD) discriminators of HiFi-GAN
@@ -6,11 +6,14 @@ Implements
 - EnCodec's multi-scale STFT discriminator on the complex spectrogram
   (Défossez et al. 2022, "High Fidelity Neural Audio Compression"), used by HiFi-Codec;
 - the multi-resolution discriminator on magnitude spectrograms of UnivNet
-  (Jang et al. 2021) as used in Vocos (Siuzdenko et al. 2023) and Language-Codec.
+  (Jang et al. 2021) as used in Vocos (Siuzdenko et al. 2023) and Language-Codec;
+- the PatchGAN image discriminator of pix2pix (Isola et al. 2017) in the form of
+  taming-transformers' `NLayerDiscriminator` (Esser et al. 2021), used by the VQGAN
+  image codec (Mao et al. 2023, "Extreme Image Compression using Fine-tuned VQGANs").
 
 Interface: every class here, single or multi, is called as
 
-    logits, fmaps = disc(y)          # y: (B, 1, T)
+    logits, fmaps = disc(y)          # y: (B, 1, T); images: (B, C, H, W)
 
 and returns one logits tensor (B, N) and one list of feature maps per
 sub-discriminator, so `DiscriminatorGroup` can concatenate any of them and the
@@ -383,3 +386,67 @@ class MultiResolutionDiscriminator(DiscriminatorGroup):
         channels: int = 32,
     ) -> None:
         super().__init__([ResolutionDiscriminator(n, h, w, channels) for n, h, w in resolutions])
+
+
+# ---------------------------------------------------------------------- PatchGAN
+
+
+def _patchgan_init(module: nn.Module) -> None:
+    """taming-transformers' `weights_init`: conv weights N(0, 0.02), BN weights N(1, 0.02), BN bias 0.
+
+    Like taming, conv biases (first and last conv) keep PyTorch's default init.
+    """
+    if isinstance(module, nn.Conv2d):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.constant_(module.bias, 0.0)
+
+
+@configurable
+class PatchGANDiscriminator(nn.Module):
+    """pix2pix PatchGAN as taming-transformers' `NLayerDiscriminator`; images (B, C, H, W).
+
+    conv 4x4 s2 -> LeakyReLU(0.2); `n_layers - 1` blocks conv 4x4 s2 -> BatchNorm ->
+    LeakyReLU with ndf * min(2^n, 8) channels; one such block with stride 1; then a
+    stride-1 4x4 conv to one logit per patch (padding 1 throughout). With the default
+    n_layers=3 a 256x256 image gives 30x30 logits (70x70 receptive field), 64x64 gives 6x6.
+    Convs followed by BatchNorm have no bias. `use_batchnorm=False` replaces
+    BatchNorm with identity and gives those convs a bias (taming's ActNorm option is
+    not provided). Returns `([logits.flatten(1)], [hidden feature maps])`; the logit
+    map is not among the feature maps.
+    """
+
+    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, use_batchnorm: bool = True) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        self.input_nc = input_nc
+        norm = nn.BatchNorm2d if use_batchnorm else (lambda _: nn.Identity())
+        use_bias = not use_batchnorm
+        kw, padw, slope = 4, 1, 0.2
+        self.blocks = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(input_nc, ndf, kw, 2, padw), nn.LeakyReLU(slope))]
+        )
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            self.blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(ndf * prev, ndf * mult, kw, stride, padw, bias=use_bias),
+                    norm(ndf * mult),
+                    nn.LeakyReLU(slope),
+                )
+            )
+        self.conv_post = nn.Conv2d(ndf * mult, 1, kw, 1, padw)
+        self.apply(_patchgan_init)
+
+    def forward(self, x: torch.Tensor) -> DiscriminatorOutput:
+        if x.dim() != 4 or x.shape[1] != self.input_nc:
+            raise ValueError(f"expected images (B, {self.input_nc}, H, W), got {tuple(x.shape)}")
+        fmap = []
+        for block in self.blocks:
+            x = block(x)
+            fmap.append(x)
+        return [self.conv_post(x).flatten(1)], [fmap]

@@ -6,7 +6,11 @@ Implements
 - the multi-resolution STFT loss (spectral convergence + log magnitude) of
   Parallel WaveGAN (Yamamoto et al. 2020);
 - LSGAN losses (HiFi-GAN, HiFi-Codec), hinge losses (Vocos, Siuzdenko et al. 2023;
-  Language-Codec) and the feature-matching loss (HiFi-GAN, MelGAN).
+  Language-Codec) and the feature-matching loss (HiFi-GAN, MelGAN);
+- image losses for the VQGAN image codec (Esser et al. 2021, "Taming Transformers";
+  Mao et al. 2023, "Extreme Image Compression using Fine-tuned VQGANs"): SSIM
+  (Wang et al. 2004) and MS-SSIM (Wang et al. 2003), a multi-scale image-gradient L1
+  loss, and the LPIPS-style VGG16 perceptual distance (Zhang et al. 2018).
 
 The GAN losses take the lists that every discriminator in `codecgen.nn.discriminators`
 returns (one logits tensor / one list of feature maps per sub-discriminator).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -249,3 +254,325 @@ def feature_matching_loss(
         layer_terms = [F.l1_loss(f, r.detach()) for r, f in zip(real_layers, fake_layers)]
         terms.append(_reduce(layer_terms, reduction))
     return _reduce(terms, reduction)
+
+
+# -------------------------------------------------------------------------- images
+#
+# Images are (B, C, H, W) float tensors. The image codec works on [-1, 1]; the
+# functional `ssim` / `ms_ssim` default to data_range=1 (images in [0, 1]), the
+# loss modules to data_range=2.
+
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+# Wang et al. 2003, fitted to human judgements over five scales (finest first).
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def _check_images(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.dim() != 4 or y.dim() != 4:
+        raise ValueError(f"expected (B, C, H, W) images, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape != y.shape:
+        raise ValueError(f"images must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def _as_float_images(x: torch.Tensor) -> torch.Tensor:
+    # Variances are differences of close second moments: half precision loses them.
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) or not x.is_floating_point() else x
+
+
+def _gaussian_window(window_size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    if window_size < 1 or window_size % 2 == 0:
+        raise ValueError(f"window_size must be a positive odd number, got {window_size}")
+    coords = torch.arange(window_size, dtype=like.dtype, device=like.device) - (window_size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian filter per channel (groups = C), 'valid' (no padding).
+
+    Valid filtering is what Wang et al.'s reference code and scikit-image's
+    (border-cropped) SSIM do: border pixels do not see padded values.
+    """
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _ssim_and_cs(
+    x: torch.Tensor, y: torch.Tensor, data_range: float, g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image, per-channel SSIM and contrast-structure term, each (B, C)."""
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    mu_x, mu_y = _blur(x, g), _blur(y, g)
+    var_x = _blur(x * x, g) - mu_x**2
+    var_y = _blur(y * y, g) - mu_y**2
+    cov = _blur(x * y, g) - mu_x * mu_y
+    cs_map = (2 * cov + c2) / (var_x + var_y + c2)
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    return (luminance * cs_map).mean(dim=(2, 3)), cs_map.mean(dim=(2, 3))
+
+
+def _reduce_images(per_image: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_image.mean()
+    if reduction == "none":
+        return per_image
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_range: float = 1.0,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Structural similarity (Wang et al. 2004) of two (B, C, H, W) batches; 1 = identical.
+
+    Gaussian window (`window_size`, `sigma`), K1 = 0.01, K2 = 0.03, computed per channel
+    and averaged over channels and over the valid (unpadded) window positions; this
+    matches scikit-image's `structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False)`. `reduction="none"` returns one value per image (B,).
+    Differentiable. Raises ValueError for non-4-D or mismatched inputs and for
+    images smaller than the window.
+    """
+    _check_images(x, y)
+    if min(x.shape[-2:]) < window_size:
+        raise ValueError(f"images of {tuple(x.shape[-2:])} are smaller than the {window_size}x{window_size} window")
+    x, y = _as_float_images(x), _as_float_images(y.to(x.dtype))
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        s, _ = _ssim_and_cs(x, y, data_range, _gaussian_window(window_size, sigma, x))
+    return _reduce_images(s.mean(dim=1), reduction)
+
+
+def _safe_pow(v: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """relu(v) ** exponent with a finite gradient everywhere.
+
+    As in pytorch-msssim, negative cs / SSIM values are clamped to 0 (a fractional power
+    of a negative number is NaN). The double `where` also keeps the gradient at exactly
+    0 finite: plain relu(v) ** w with w < 1 back-propagates 0 * inf = NaN there.
+    """
+    positive = v > 0
+    return torch.where(positive, torch.where(positive, v, torch.ones_like(v)) ** exponent, torch.zeros_like(v))
+
+
+def ms_ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_range: float = 1.0,
+    weights: Sequence[float] = MS_SSIM_WEIGHTS,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Multi-scale SSIM (Wang et al. 2003) of two (B, C, H, W) batches; 1 = identical.
+
+    Scale j (finest first) halves the previous one with 2x2 average pooling. The
+    contrast-structure term is taken at every scale, luminance only at the coarsest:
+    MS-SSIM = prod_j relu(cs_j)^w_j, with the last factor relu(SSIM)^w_last (per channel,
+    then averaged over channels), as pytorch-msssim computes it.
+
+    Small images: with five scales and an 11-pixel window the paper's definition needs
+    at least 11 * 2^4 = 176 pixels per side. Here the coarse scales whose image would be
+    smaller than the window are dropped and the remaining weights renormalised to sum
+    to 1 (e.g. a 32x32 image uses 2 scales; with a single scale MS-SSIM equals SSIM), so
+    numbers from images of different sizes are not strictly comparable. Images smaller
+    than the window itself raise ValueError, as do non-4-D or mismatched inputs.
+    """
+    _check_images(x, y)
+    if len(weights) == 0:
+        raise ValueError("need at least one MS-SSIM weight")
+    n_scales = 0
+    size = min(x.shape[-2:])
+    while n_scales < len(weights) and size >= window_size:
+        n_scales += 1
+        size = (size + 1) // 2  # avg_pool2d with padding = size % 2 rounds up
+    if n_scales == 0:
+        raise ValueError(f"images of {tuple(x.shape[-2:])} are smaller than the {window_size}x{window_size} window")
+    x, y = _as_float_images(x), _as_float_images(y.to(x.dtype))
+    w = torch.as_tensor(list(weights)[:n_scales], dtype=x.dtype, device=x.device)
+    w = w / w.sum()
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        g = _gaussian_window(window_size, sigma, x)
+        factors = []
+        for j in range(n_scales):
+            s, cs = _ssim_and_cs(x, y, data_range, g)
+            if j < n_scales - 1:
+                factors.append(cs)
+                pad = [d % 2 for d in x.shape[-2:]]
+                x = F.avg_pool2d(x, 2, padding=pad)
+                y = F.avg_pool2d(y, 2, padding=pad)
+            else:
+                factors.append(s)
+        per_channel = _safe_pow(torch.stack(factors), w.view(-1, 1, 1)).prod(dim=0)  # (B, C)
+    return _reduce_images(per_channel.mean(dim=1), reduction)
+
+
+@configurable
+class MSSSIMLoss(nn.Module):
+    """1 - MS-SSIM for images in [-1, 1] (hence `data_range=2`); see `ms_ssim`."""
+
+    name = "ms-ssim"
+
+    def __init__(
+        self,
+        data_range: float = 2.0,
+        weights: Sequence[float] = MS_SSIM_WEIGHTS,
+        window_size: int = 11,
+        sigma: float = 1.5,
+    ) -> None:
+        super().__init__()
+        self.data_range, self.weights = data_range, tuple(weights)
+        self.window_size, self.sigma = window_size, sigma
+
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return 1 - ms_ssim(x_hat, x, self.data_range, self.weights, self.window_size, self.sigma)
+
+
+@configurable
+class GradientLoss(nn.Module):
+    """Multi-scale image-gradient loss: L1 between finite differences of x_hat and x.
+
+    At each of `scales` scales (the image, then 2x2 average-pooled `scales - 1` times)
+    the horizontal and vertical forward differences of both images are compared with
+    L1; the result is the mean over scales of (L1_x + L1_y). It penalises blurred or
+    displaced edges, which plain pixel losses under-weight.
+    """
+
+    name = "gradient"
+
+    def __init__(self, scales: int = 3) -> None:
+        super().__init__()
+        if scales < 1:
+            raise ValueError(f"scales must be >= 1, got {scales}")
+        self.scales = scales
+
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        _check_images(x_hat, x)
+        losses = []
+        for j in range(self.scales):
+            if j > 0:
+                if min(x.shape[-2:]) < 4:  # nothing left to pool and difference
+                    break
+                x_hat, x = F.avg_pool2d(x_hat, 2), F.avg_pool2d(x, 2)
+            dx = F.l1_loss(x_hat.diff(dim=-1), x.diff(dim=-1))
+            dy = F.l1_loss(x_hat.diff(dim=-2), x.diff(dim=-2))
+            losses.append(dx + dy)
+        return torch.stack(losses).mean()
+
+
+# LPIPS' ScalingLayer: maps [-1, 1] inputs to ImageNet-normalised ones,
+# ((x + 1) / 2 - mean) / std == (x - shift) / scale.
+LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+LPIPS_SCALE = (0.458, 0.448, 0.450)
+# End (exclusive) of the torchvision vgg16.features slices ending at
+# relu1_2, relu2_2, relu3_3, relu4_3, relu5_3, and their widths.
+VGG16_SLICE_ENDS = (4, 9, 16, 23, 30)
+VGG16_WIDTHS = (64, 128, 256, 512, 512)
+
+
+def _load_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """A state dict from a local .safetensors or torch file, never unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path), device="cpu")
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{what} file {path} does not hold a state dict of tensors")
+    return state
+
+
+def _freeze_into_buffers(module: nn.Module) -> None:
+    """Turn every parameter into a non-persistent buffer.
+
+    The weights come from a user's file named in the config, so they stay out of
+    codec checkpoints (no 58 MB of VGG per checkpoint) and out of `parameters()`
+    (no optimizer touches them); as buffers they still follow `.to(device)`.
+    """
+    for sub in module.modules():
+        for name, param in list(sub.named_parameters(recurse=False)):
+            delattr(sub, name)
+            sub.register_buffer(name, param.detach(), persistent=False)
+
+
+@configurable
+class VGGPerceptualLoss(nn.Module):
+    """LPIPS-style perceptual distance (Zhang et al. 2018) on a frozen VGG16, images in [-1, 1].
+
+    `weights`: path to a LOCAL torchvision `vgg16` state dict (.pth / .pt or .safetensors;
+    either the whole model's keys `features.N.*`, classifier keys ignored, or the
+    `features` module's own keys `N.*`). `lpips_lin`: optional path to LPIPS v0.1's
+    linear-layer file for VGG (keys `lin0.model.1.weight` ... `lin4.model.1.weight`).
+    Nothing is downloaded; DESIGN.md: no pretrained weights ship here.
+
+    Distance: ScalingLayer normalisation, features at relu1_2, relu2_2, relu3_3,
+    relu4_3 and relu5_3, each unit-normalised over channels; the squared difference
+    is weighted per channel by the lin weights (LPIPS) or, without them, averaged
+    over channels; then averaged over space and summed over the five layers; finally
+    averaged over the batch. Deviation: LPIPS without lin layers (`lpips=False`) sums
+    over channels; the channel mean used here keeps the five layers on one scale.
+    The VGG weights are non-persistent buffers: not trained, not in checkpoints.
+    """
+
+    name = "lpips-vgg"
+
+    def __init__(self, weights: str, lpips_lin: str | None = None) -> None:
+        super().__init__()
+        from torchvision.models.vgg import cfgs, make_layers
+
+        # vgg16(weights=None).features without building (and randomly initialising)
+        # the 120M-parameter classifier we would throw away.
+        features = make_layers(cfgs["D"], batch_norm=False)[: VGG16_SLICE_ENDS[-1]]
+        state = _load_tensors(weights, "VGG16 weights")
+        if any(k.startswith("features.") for k in state):
+            state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        try:
+            features.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"{weights} is not a torchvision vgg16 (features) state dict: {error}") from None
+        starts = (0,) + VGG16_SLICE_ENDS[:-1]
+        self.slices = nn.ModuleList(features[a:b] for a, b in zip(starts, VGG16_SLICE_ENDS))
+        _freeze_into_buffers(self.slices)
+        self.eval()
+
+        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
+        if lpips_lin is None:
+            lin = [torch.full((1, c, 1, 1), 1.0 / c) for c in VGG16_WIDTHS]
+        else:
+            lin_state = _load_tensors(lpips_lin, "LPIPS lin")
+            lin = []
+            for i, c in enumerate(VGG16_WIDTHS):
+                key = f"lin{i}.model.1.weight"
+                if key not in lin_state or tuple(lin_state[key].shape) != (1, c, 1, 1):
+                    found = tuple(lin_state[key].shape) if key in lin_state else "missing"
+                    raise ValueError(f"{lpips_lin}: expected {key} of shape (1, {c}, 1, 1), got {found}")
+                lin.append(lin_state[key].float())
+        for i, w in enumerate(lin):
+            self.register_buffer(f"lin{i}", w, persistent=False)
+
+    def train(self, mode: bool = True) -> VGGPerceptualLoss:
+        # Always eval: the frozen network must not change behaviour with the codec's mode.
+        return super().train(False)
+
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        _check_images(x_hat, x)
+        if x.shape[1] != 3:
+            raise ValueError(f"VGG perceptual loss needs RGB images, got {x.shape[1]} channels")
+        h = (torch.cat([x_hat, x]) - self.shift) / self.scale
+        total = x.new_zeros(())
+        for i, block in enumerate(self.slices):
+            h = block(h)
+            f = h / (h.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
+            f_hat, f_ref = f.chunk(2)
+            diff = (f_hat - f_ref).pow(2)
+            total = total + (diff * getattr(self, f"lin{i}")).sum(dim=1).mean()
+        return total
