@@ -5,10 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.codecgen-installed
 TORCH := torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1
 SYSTEM_TOOLS := ffmpeg espeak-ng sox
+# Packages without a command, checked by a path they install: opencv-doc's sample images feed the image corpus.
+SYSTEM_DATA := opencv-doc:/usr/share/doc/opencv-doc/examples/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup system-deps test demo demo-train corpus clean-runs
+.PHONY: setup system-deps test demo demo-train corpus image-corpus clean-runs
 
 setup: system-deps $(STAMP)
 
@@ -24,9 +26,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	for pd in $(SYSTEM_DATA); do [ -e "$${pd#*:}" ] || missing="$$missing $${pd%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
-		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) >/dev/null; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 test: setup
@@ -34,6 +37,9 @@ test: setup
 
 corpus: setup
 	$(PY) -m codecgen.datamodules.prepare speech --out data/speech
+
+image-corpus: setup
+	$(PY) -m codecgen.datamodules.prepare image --out data/images
 
 # The main job end to end: corpus, a HiFi-Codec, infer.py encode/decode, a table against Opus.
 demo: corpus

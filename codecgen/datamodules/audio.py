@@ -16,7 +16,6 @@ no resampling is needed).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ import torch
 import torchaudio.functional as AF
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
+
+from codecgen.datamodules.split import split_by_hash
 
 __all__ = ["AudioDataModule", "AudioSegments", "audio_info", "load_audio", "iter_audio_chunks"]
 
@@ -221,25 +222,6 @@ def _scan(directory: Path, extensions: Sequence[str]) -> list[_Info]:
             continue
         infos.append(info)
     return infos
-
-
-def _split_key(relpath: str, seed: int) -> float:
-    """A stable number in [0, 1) per file (hashlib, unlike hash(), is the same in every process)."""
-    digest = hashlib.sha1(f"{seed}:{relpath}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def split_by_hash(
-    files: Sequence[_Info], root: Path, val_fraction: float, seed: int = 0
-) -> tuple[list[_Info], list[_Info]]:
-    """Deterministic train/val split by file; at least one val file when there are two or more."""
-    keyed = sorted(files, key=lambda f: _split_key(f.path.relative_to(root).as_posix(), seed))
-    n_val = sum(_split_key(f.path.relative_to(root).as_posix(), seed) < val_fraction for f in keyed)
-    if len(keyed) >= 2:
-        n_val = min(max(n_val, 1), len(keyed) - 1)  # keep both splits non-empty
-    val = sorted(keyed[:n_val], key=lambda f: f.path)
-    train = sorted(keyed[n_val:], key=lambda f: f.path)
-    return train, val
 
 
 class AudioDataModule(L.LightningDataModule):
