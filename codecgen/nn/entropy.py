@@ -51,6 +51,8 @@ __all__ = [
     "information_bits",
     "best_model",
     "CodePrior",
+    "RangeWriter",
+    "RangeReader",
 ]
 
 MAX_CODEBOOKS = 4096
@@ -347,20 +349,93 @@ def _coder_model(model: EntropyModel, i: int) -> Any:
     return _models.Categorical(np.asarray(model.counts[i], dtype=np.float64), perfect=False)
 
 
+class RangeWriter:
+    """A range-coded stream written piece by piece, each piece under its own model.
+
+    For context-adaptive coding (the image codec's transformer context model): the
+    reader decodes the pieces in the same order, so a piece's probabilities may depend
+    on every symbol read before it. ``probabilities`` is either one table (K,) shared by
+    all symbols of the piece, or one row per symbol (n, K), float64; both sides must pass
+    bit-identical tables.
+    """
+
+    def __init__(self) -> None:
+        self._encoder = _queue.RangeEncoder()
+
+    def write(self, symbols: Any, probabilities: Any) -> None:
+        symbols = np.ascontiguousarray(symbols, dtype=np.int32).reshape(-1)
+        if symbols.size == 0:
+            return
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+        if probabilities.ndim == 1:
+            self._encoder.encode(symbols, _models.Categorical(probabilities, perfect=False))
+        else:
+            self._encoder.encode(symbols, _models.Categorical(perfect=False), probabilities)
+
+    def write_model(self, symbols: Any, model: EntropyModel, i: int) -> None:
+        """Symbols of codebook ``i`` under a static ``EntropyModel``."""
+        if model.codebook_sizes[i] > 1:  # a 1-symbol alphabet carries no information (and constriction needs K >= 2)
+            symbols = np.ascontiguousarray(symbols, dtype=np.int32).reshape(-1)
+            if symbols.size:
+                self._encoder.encode(symbols, _coder_model(model, i))
+
+    def getvalue(self) -> bytes:
+        words = np.asarray(self._encoder.get_compressed(), dtype=">u4").tobytes()
+        # The sealed stream's last word usually ends in zero bytes; the reader pads them back.
+        trim = min(len(words) - len(words.rstrip(b"\x00")), 3)
+        return words[: len(words) - trim]
+
+
+class RangeReader:
+    """Reads what ``RangeWriter`` wrote, piece by piece; ValueError when corrupt."""
+
+    def __init__(self, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ValueError(f"payload must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        padded = data + b"\x00" * (-len(data) % 4)
+        self._decoder = _queue.RangeDecoder(np.frombuffer(padded, dtype=">u4").astype(np.uint32))
+
+    def _guard(self, fn):
+        try:
+            return fn()
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as exc:  # constriction raises Rust panics as BaseException
+            raise ValueError(f"corrupt payload: range decoder failed ({exc})") from exc
+
+    def read(self, n: int, probabilities: Any) -> np.ndarray:
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+        if probabilities.ndim == 1:
+            out = self._guard(lambda: self._decoder.decode(_models.Categorical(probabilities, perfect=False), n))
+        else:
+            out = self._guard(lambda: self._decoder.decode(_models.Categorical(perfect=False), probabilities))
+        return np.asarray(out, dtype=np.int64)
+
+    def read_model(self, n: int, model: EntropyModel, i: int) -> np.ndarray:
+        if model.codebook_sizes[i] == 1 or n == 0:
+            return np.zeros(n, dtype=np.int64)
+        return np.asarray(self._guard(lambda: self._decoder.decode(_coder_model(model, i), n)), dtype=np.int64)
+
+    def finish(self) -> None:
+        """A valid stream is fully consumed once its symbols are decoded; leftovers mean
+        the payload, its shape or its model is wrong (range coding cannot catch all cases)."""
+        if not self._guard(self._decoder.maybe_exhausted):
+            raise ValueError("corrupt payload: data left over after decoding all symbols")
+
+
 def encode(codes: Any, model: EntropyModel) -> bytes:
     """Range-code ``codes`` (B, n_codebooks, *spatial) under ``model`` into bytes."""
     arr = _check_codes(codes, model)
     if arr.size == 0:
         return b""
     per_cb = _codebook_major(arr)
-    encoder = _queue.RangeEncoder()
-    for i, k in enumerate(model.codebook_sizes):
-        if k > 1:  # a 1-symbol alphabet carries no information (and constriction needs K >= 2)
-            encoder.encode(per_cb[i].astype(np.int32), _coder_model(model, i))
-    words = np.asarray(encoder.get_compressed(), dtype=">u4").tobytes()
-    # The sealed stream's last word usually ends in zero bytes; the decoder pads them back.
-    trim = min(len(words) - len(words.rstrip(b"\x00")), 3)
-    return words[: len(words) - trim]
+    writer = RangeWriter()
+    for i in range(len(model.codebook_sizes)):
+        writer.write_model(per_cb[i], model, i)
+    return writer.getvalue()
 
 
 def decode(data: bytes, shape: Sequence[int], model: EntropyModel) -> torch.Tensor:
@@ -368,7 +443,6 @@ def decode(data: bytes, shape: Sequence[int], model: EntropyModel) -> torch.Tens
     dims = _check_decode_shape(shape, model)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"payload must be bytes, got {type(data).__name__}")
-    data = bytes(data)
     n_per_cb = math.prod(dims) // dims[1] if dims[1] else 0
     coded = [i for i, k in enumerate(model.codebook_sizes) if k > 1]
     out = np.zeros((dims[1], n_per_cb), dtype=np.int64)
@@ -376,20 +450,10 @@ def decode(data: bytes, shape: Sequence[int], model: EntropyModel) -> torch.Tens
         if data:
             raise ValueError(f"corrupt payload: {len(data)} bytes for codes that need none")
         return _to_layout(out, dims)
-    padded = data + b"\x00" * (-len(data) % 4)
-    decoder = _queue.RangeDecoder(np.frombuffer(padded, dtype=">u4").astype(np.uint32))
-    try:
-        for i in coded:
-            out[i] = decoder.decode(_coder_model(model, i), n_per_cb)
-        exhausted = decoder.maybe_exhausted()
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
-    except BaseException as exc:  # constriction raises Rust panics as BaseException
-        raise ValueError(f"corrupt payload: range decoder failed ({exc})") from exc
-    if not exhausted:
-        # A valid stream is fully consumed once its symbols are decoded; leftovers mean
-        # the payload, its shape or its model is wrong (range coding cannot catch all cases).
-        raise ValueError("corrupt payload: data left over after decoding all symbols")
+    reader = RangeReader(data)
+    for i in coded:
+        out[i] = reader.read_model(n_per_cb, model, i)
+    reader.finish()
     return _to_layout(out, dims)
 
 
