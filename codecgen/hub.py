@@ -95,12 +95,24 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
     return model.to(map_location).eval()
 
 
-def export(model, folder: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write ``folder/config.json`` and ``folder/model.safetensors`` (inference weights only)."""
+def export(model, folder: str | os.PathLike, overwrite: bool = False, half: bool = False) -> Path:
+    """Write ``folder/config.json`` and ``folder/model.safetensors`` (inference weights only).
+
+    ``half`` stores float32 tensors as float16 (half the size). The model's own weights
+    are rounded through float16 first, so the exported model, loaded back as float32,
+    is bit-identical to ``model`` after this call and the weights hash matches it.
+    Other dtypes (float64 code-prior counts, integer buffers) are kept exact.
+    """
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} exists (use overwrite)")
     model = model.eval()
+    if half:
+        with torch.no_grad():
+            for tensor in model.inference_state_dict().values():
+                if tensor.dtype == torch.float32:
+                    tensor.copy_(tensor.half().float())
+        model._weights_hash = None
     config = {
         "codecgen_format": 1,
         "model": model.model_name,
@@ -113,6 +125,8 @@ def export(model, folder: str | os.PathLike, overwrite: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.inference_state_dict().items()}
+        if half:
+            tensors = {k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}
         save_file(tensors, str(staging / WEIGHTS_NAME))
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2))
         umask = os.umask(0)

@@ -58,6 +58,15 @@ class Codec(L.LightningModule):
     def training_only_args(self) -> tuple[str, ...]:
         return ()
 
+    def setup(self, stage: str) -> None:
+        # A GAN step runs two backward passes (discriminator, then generator) and the
+        # discriminator sits idle during warm-up, so some parameters get no gradient in
+        # a given backward. Plain `--trainer.strategy ddp` would then hang or fail; ask
+        # DDP to look for unused parameters before it wraps the model.
+        ddp_kwargs = getattr(getattr(self._trainer, "strategy", None), "_ddp_kwargs", None)
+        if isinstance(ddp_kwargs, dict):
+            ddp_kwargs.setdefault("find_unused_parameters", True)
+
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
         prefixes = tuple(f"{name}." for name in self.inference_modules)
         return {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
@@ -70,8 +79,13 @@ class Codec(L.LightningModule):
             for name, tensor in sorted(self.inference_state_dict().items()):
                 digest.update(name.encode())
                 digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            digest.update(self.hash_extra())
             self._weights_hash = digest.hexdigest()[:16]
         return self._weights_hash
+
+    def hash_extra(self) -> bytes:
+        """Configuration, beyond the weights, that a file's decodability depends on."""
+        return b""
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["codecgen_spec"] = self.spec()

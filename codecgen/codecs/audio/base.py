@@ -100,15 +100,6 @@ class AudioCodec(Codec):
     def training_only_args(self) -> tuple[str, ...]:
         return ("discriminator",)
 
-    def setup(self, stage: str) -> None:
-        # A GAN step runs two backward passes (discriminator, then generator) and the
-        # discriminator sits idle during warm-up, so some parameters get no gradient in
-        # a given backward. Plain `--trainer.strategy ddp` would then hang or fail; ask
-        # DDP to look for unused parameters before it wraps the model.
-        ddp_kwargs = getattr(getattr(self._trainer, "strategy", None), "_ddp_kwargs", None)
-        if isinstance(ddp_kwargs, dict):
-            ddp_kwargs.setdefault("find_unused_parameters", True)
-
     # -- rates ------------------------------------------------------------------------
     @property
     def hop_length(self) -> int:
