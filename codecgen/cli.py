@@ -174,7 +174,7 @@ def cmd_export(args) -> None:
     folder = Path(args.folder)
     if folder.exists() and not args.overwrite:
         raise UserError(f"{folder} exists; pass --overwrite to replace it")
-    hub.export(model, folder, overwrite=args.overwrite)
+    hub.export(model, folder, overwrite=args.overwrite, half=args.half)
     print(f"exported {model.model_name} ({model.weights_hash()}) to {folder}")
 
 
@@ -193,6 +193,99 @@ def cmd_fit_prior(args) -> None:
     frames = model.fit_code_prior(_progress(waveforms, len(files), "prior", args.quiet))
     hub.export(model, folder, overwrite=args.overwrite)
     print(f"code prior from {len(files)} files ({frames} frames) exported with the model to {folder}")
+
+
+IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _block_progress(total: int, desc: str, quiet: bool):
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="block", leave=False, file=sys.stderr)
+    return bar.update, bar.close
+
+
+def cmd_compress(args) -> None:
+    from codecgen.datamodules.image import load_image_with_alpha
+
+    src, dst = Path(args.input), Path(args.output)
+    _check_output(dst, args.overwrite, [src])
+    model = _load_model(args.model, "image", args.device)
+    image, alpha, mode = load_image_with_alpha(src)
+    update, close = _block_progress(model.n_blocks(*image.shape[-2:]), "compress", args.quiet)
+    try:
+        data = model.compress(image, args.codebook_size, args.entropy, mode, alpha, progress=update)
+    finally:
+        close()
+    header, payload = bitstream.unpack(data)
+    bitstream.write(dst, header, payload, overwrite=args.overwrite)
+    h, w = image.shape[-2:]
+    if not args.quiet:
+        size = dst.stat().st_size
+        codes_bytes = header.get("codes_bytes", len(payload))
+        print(f"{dst}: {size} bytes, {w}x{h} {mode}, {8 * size / (h * w):.4f} bpp "
+              f"(K={header['K']}, {header['entropy']} code model, index payload {8 * codes_bytes / (h * w):.4f} bpp)")
+
+
+def cmd_decompress(args) -> None:
+    from codecgen.datamodules.image import save_image
+
+    src, dst = Path(args.input), Path(args.output)
+    if dst.suffix.lower() not in IMAGE_OUTPUTS:
+        raise UserError(f"unsupported output format {dst.suffix!r}: use one of {', '.join(IMAGE_OUTPUTS)}")
+    _check_output(dst, args.overwrite, [src])
+    header, payload = bitstream.read(src)
+    model = _load_model(args.model, header.get("modality", "?"), args.device)
+    grid, lost, alpha = model.unpack_grid(header, payload)
+    (width, height), k, mode = header["size"], header["K"], header.get("mode", "RGB")
+    if lost is not None:
+        n_lost = int(lost.sum())
+        if not args.quiet:
+            action = "restoring them" if args.restore else "filling them with the most frequent index (--restore repairs them)"
+            print(f"{src}: {n_lost} of {lost.numel()} indices were lost; {action}", file=sys.stderr)
+        update, close = _block_progress(model.n_blocks(height, width), "restore", args.quiet)
+        try:
+            grid = model.fill_lost(grid, lost, k, args.restore, progress=update)
+        finally:
+            close()
+    update, close = _block_progress(model.n_blocks(height, width), "decode", args.quiet)
+    try:
+        image = model.decode_image(grid, height, width, k, progress=update)
+    finally:
+        close()
+    if mode == "RGBA" and alpha is None:
+        alpha = torch.ones(1, *image.shape[-2:])
+    final = _temp_path(dst, dst.suffix)
+    try:
+        save_image(image, final, mode=mode, alpha=alpha)
+        os.replace(final, dst)
+    finally:
+        final.unlink(missing_ok=True)
+    if not args.quiet:
+        print(f"{dst}: {width}x{height} {mode}")
+
+
+def cmd_damage(args) -> None:
+    """Simulate index loss in transit: the output marks the lost positions."""
+    src, dst = Path(args.input), Path(args.output)
+    _check_output(dst, args.overwrite, [src])
+    if not 0.0 <= args.loss < 1.0:
+        raise UserError(f"--loss must be in [0, 1), got {args.loss}")
+    header, _ = bitstream.read(src)
+    model = _load_model(args.model, header.get("modality", "?"), args.device)
+    from codecgen.codecs.image.loss_simulation import lost_positions
+
+    if header.get("modality") != "image":
+        raise UserError("damage works on image files")
+    width, height = header["size"]
+    lost = lost_positions(model.grid_shape(height, width), args.loss, args.pattern, seed=args.seed)
+    data = model.damage(src.read_bytes(), lost)
+    header, payload = bitstream.unpack(data)
+    bitstream.write(dst, header, payload, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"{dst}: {int(lost.sum())} of {lost.numel()} indices marked lost ({args.pattern})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +316,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.set_defaults(func=cmd_decode)
 
+    p = sub.add_parser("compress", help="image file -> .cgc (VQGAN image codec)")
+    model_arg(p)
+    common(p)
+    p.add_argument("input", help="png / jpg / webp / bmp / tiff; RGB, gray or RGBA, any size")
+    p.add_argument("output")
+    p.add_argument("--codebook-size", type=int, default=None, help="K: the rate (default: the trained codebook)")
+    p.add_argument("--entropy", choices=("auto", "uniform", "prior", "context"), default="auto",
+                   help="code model for the indices (auto: the smallest file)")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help=".cgc -> image file (.png, .jpg, .webp, .bmp, .tif)")
+    model_arg(p)
+    common(p)
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--restore", action="store_true", help="fill lost indices with the restoration transformer")
+    p.set_defaults(func=cmd_decompress)
+
+    p = sub.add_parser("damage", help="simulate lost indices: write a copy of an image .cgc with positions marked lost")
+    model_arg(p)
+    common(p)
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--loss", type=float, default=0.1, help="fraction of indices lost")
+    p.add_argument("--pattern", choices=("random", "burst"), default="random")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_damage)
+
     p = sub.add_parser("info", help="print a .cgc file's header")
     p.add_argument("input")
     p.set_defaults(func=cmd_info)
@@ -239,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("folder")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--half", action="store_true", help="store float32 weights as float16 (half the size)")
     p.set_defaults(func=cmd_export)
     return parser
 
