@@ -21,13 +21,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from codecgen.datamodules.base import SplitDataModule
 from codecgen.datamodules.split import split_by_hash
 
 __all__ = ["AudioDataModule", "AudioSegments", "audio_info", "load_audio", "iter_audio_chunks"]
@@ -224,7 +224,7 @@ def _scan(directory: Path, extensions: Sequence[str]) -> list[_Info]:
     return infos
 
 
-class AudioDataModule(L.LightningDataModule):
+class AudioDataModule(SplitDataModule):
     """Random mono segments from a folder of audio files, for training audio codecs.
 
     If ``root/train`` and ``root/val`` both exist they are the split (the layout
@@ -315,27 +315,3 @@ class AudioDataModule(L.LightningDataModule):
             length=self.hparams.samples_per_epoch,
         )
         self.val_set = AudioSegments(self.val_files, self.sample_rate, val_samples, random_offset=False)
-
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        drop_last = train and len(dataset) >= self.batch_size
-        if train and not drop_last:
-            rank_zero_warn(
-                f"only {len(dataset)} training samples per epoch for batch_size {self.batch_size}: "
-                "keeping the short batch (set samples_per_epoch to draw more segments)"
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup("fit")
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        self.setup("validate")
-        return self._loader(self.val_set, train=False)

@@ -28,14 +28,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from codecgen.datamodules.base import SplitDataModule
 from codecgen.datamodules.split import split_by_hash
 
 __all__ = [
@@ -457,7 +457,7 @@ def _scan(directory: Path, extensions: Sequence[str]) -> list[_ImageInfo]:
     return infos
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(SplitDataModule):
     """Random square crops from a folder of images, for training image codecs.
 
     If ``root/train`` and ``root/val`` both exist they are the split (the layout
@@ -471,6 +471,9 @@ class ImageDataModule(L.LightningDataModule):
     per val image at native scale. Images smaller than ``crop_size`` are
     upscaled (bicubic). Batches are float32 (B, 3, crop_size, crop_size) in [-1, 1].
     """
+
+    shuffle_train = False  # training items are random draws already; val order stays fixed
+    item_name = "crops"
 
     def __init__(
         self,
@@ -532,27 +535,3 @@ class ImageDataModule(L.LightningDataModule):
             self.train_files, self.crop_size, train=True, length=hp.samples_per_epoch, min_scale=hp.min_scale
         )
         self.val_set = ImageCrops(self.val_files, self.crop_size, train=False, val_crops=hp.val_crops)
-
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        drop_last = train and len(dataset) >= self.batch_size
-        if train and not drop_last:
-            rank_zero_warn(
-                f"only {len(dataset)} training crops per epoch for batch_size {self.batch_size}: "
-                "keeping the short batch (raise samples_per_epoch)"
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=False,  # training items are random draws already; val order stays fixed
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup("fit")
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        self.setup("validate")
-        return self._loader(self.val_set, train=False)
