@@ -42,7 +42,7 @@ image-corpus: setup
 	$(PY) -m codecgen.datamodules.prepare image --out data/images
 
 # The main job end to end: corpus, a HiFi-Codec, infer.py encode/decode, a table against Opus.
-demo: corpus
+demo: corpus image-corpus
 	$(PY) scripts/demo.py
 
 demo-train: corpus
