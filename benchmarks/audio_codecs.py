@@ -31,7 +31,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -50,6 +49,9 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from _common import fmt, plain, table  # noqa: E402
+from _common import machine_info as common_machine_info  # noqa: E402
+
 import codecgen  # noqa: E402
 from codecgen import metrics  # noqa: E402
 from codecgen.codecs import bitstream  # noqa: E402
@@ -65,30 +67,13 @@ REPEATS_OURS, REPEATS_ANCHOR = 2, 3  # timings: the fastest of these many runs
 GOAL_ENC_XRT, GOAL_DEC_XRT, GOAL_BITS_TOL = 20.0, 10.0, 0.02
 
 
-def log(msg: str) -> None:
-    tqdm.write(msg, file=sys.stderr)
-
-
 # ----------------------------------------------------------------------------- set-up
 def machine_info() -> dict:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count()
     ffmpeg_version = "absent"
     if shutil.which("ffmpeg"):
         out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
         ffmpeg_version = out.split("\n", 1)[0].replace("ffmpeg version ", "").split(" ")[0]
-    return {"nproc": nproc, "cpu": cpu, "torch": torch.__version__, "python": platform.python_version(),
-            "ffmpeg": ffmpeg_version, "threads": torch.get_num_threads()}
+    return common_machine_info() | {"ffmpeg": ffmpeg_version}
 
 
 def list_files(corpus: Path, limit: int | None) -> dict[str, list[Path]]:
@@ -375,32 +360,6 @@ def summarise(records: list[dict], speed: list[dict]) -> list[dict]:
                 row["prior_payload_bits"] = 8 * sum(r["prior_payload_bytes"] for r in rs)
         rows.append(row)
     return rows
-
-
-def plain(value):
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python numbers."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def fmt(value, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and math.isnan(value):
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
 
 
 def rd_table(rows: list[dict], subset: str, speed: bool) -> str:

@@ -40,7 +40,6 @@ import io
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -55,6 +54,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, features  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+
+from _common import fmt, log, plain, table  # noqa: E402
+from _common import machine_info as common_machine_info  # noqa: E402
 
 import codecgen  # noqa: E402
 from codecgen import metrics  # noqa: E402
@@ -72,7 +74,6 @@ LOSS_FRACTIONS = (0.05, 0.10, 0.20)
 LOSS_PATTERNS = ("random", "burst")
 KINDS = ("uniform", "prior", "context")
 OURS = "VQGAN (ours)"
-RETRIES, RETRY_WAIT_S = 3, 60.0
 
 # quality ladders, ascending in rate; (full, quick)
 JPEG_Q = ([1, 3, 4, 5, 6, 8, 10, 13, 17, 25, 35, 50, 70, 90],
@@ -85,29 +86,12 @@ J2K_BPP = ([0.015, 0.025, 0.03, 0.035, 0.04, 0.05, 0.06, 0.08, 0.1, 0.12, 0.15],
            [0.015, 0.03, 0.05, 0.08, 0.15])  # target bpp over the ORIGINAL pixels -> ratio per scale
 
 
-def log(msg: str) -> None:
-    tqdm.write(msg, file=sys.stderr)
-
-
 # ----------------------------------------------------------------------------- set-up
 def machine_info() -> dict:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count()
     import PIL
 
     libs = {name: features.version(name) for name in ("jpg", "webp", "avif", "jpg_2000")}
-    return {"nproc": nproc, "cpu": cpu, "torch": torch.__version__, "python": platform.python_version(),
-            "pillow": PIL.__version__, "libs": libs, "threads": torch.get_num_threads()}
+    return common_machine_info() | {"pillow": PIL.__version__, "libs": libs}
 
 
 def list_images(data: Path, max_images: int | None) -> list[Path]:
@@ -147,18 +131,6 @@ def bpp(n_bytes: int, crop: int) -> float:
     return 8.0 * n_bytes / (crop * crop)
 
 
-def retry(what: str, fn, *args, **kwargs):
-    """The codec's file layout may be edited while this runs: retry a failing call after a wait."""
-    for attempt in range(RETRIES + 1):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - reported, retried, then re-raised
-            if attempt == RETRIES:
-                raise
-            log(f"{what} failed ({type(error).__name__}: {error}); retrying in {RETRY_WAIT_S:.0f} s")
-            time.sleep(RETRY_WAIT_S)
-
-
 # ----------------------------------------------------------------------------- ours
 def codes_bytes(data: bytes) -> tuple[dict, int]:
     """(header, entropy-coded index bytes) of a ``.cgc`` file. ``header["codes_bytes"]`` when the
@@ -168,12 +140,6 @@ def codes_bytes(data: bytes) -> tuple[dict, int]:
     return header, int(header.get("codes_bytes", len(payload)))
 
 
-def grid_shape(model, header: dict, h: int, w: int) -> tuple[int, int]:
-    if "grid" in header:
-        return tuple(int(v) for v in header["grid"])
-    return math.ceil(h / model.factor), math.ceil(w / model.factor)
-
-
 def bench_ours(model, crops: list[dict], crop: int, loss_sizes: list[int], loss_crops: int) -> dict:
     """Per-crop records for every K (auto file + payload under each entropy kind), the
     lossless-across-kinds check, and the lost-index records."""
@@ -181,11 +147,10 @@ def bench_ours(model, crops: list[dict], crop: int, loss_sizes: list[int], loss_
     records, checks, loss = [], {}, []
     warm = crops[0]["image"]
     for k in sizes:  # first calls allocate; keep them out of the timings
-        model.decompress(retry("compress", model.compress, warm, codebook_size=k, entropy_kind="auto"))
+        model.decompress(model.compress(warm, codebook_size=k, entropy_kind="auto"))
     # decoding is lossless: the same image whatever the entropy model (first crop, every K)
     for k in sizes:
-        images = {kind: retry("decompress", model.decompress,
-                              retry("compress", model.compress, warm, codebook_size=k, entropy_kind=kind))
+        images = {kind: model.decompress(model.compress(warm, codebook_size=k, entropy_kind=kind))
                   for kind in model.entropy_kinds(k)}
         first = next(iter(images.values()))
         checks[k] = all(torch.equal(first, y) for y in images.values())
@@ -196,10 +161,10 @@ def bench_ours(model, crops: list[dict], crop: int, loss_sizes: list[int], loss_
         for number, c in enumerate(tqdm(crops, desc=f"ours K={k}", file=sys.stderr, leave=False)):
             x = c["image"]
             t0 = time.perf_counter()
-            data = retry("compress", model.compress, x, codebook_size=k, entropy_kind="auto")
+            data = model.compress(x, codebook_size=k, entropy_kind="auto")
             t_enc = time.perf_counter() - t0
             t0 = time.perf_counter()
-            y = retry("decompress", model.decompress, data, restore=False)
+            y = model.decompress(data, restore=False)
             t_dec = time.perf_counter() - t0
             header, n_codes = codes_bytes(data)
             rec = {"codec": OURS, "family": "ours", "K": k, "nominal_bpp": model.bits_per_pixel(k),
@@ -209,7 +174,7 @@ def bench_ours(model, crops: list[dict], crop: int, loss_sizes: list[int], loss_
                    "enc_ms": 1000 * t_enc, "dec_ms": 1000 * t_dec, **score(x, y)}
             for kind in kinds:
                 t0 = time.perf_counter()
-                d = retry("compress", model.compress, x, codebook_size=k, entropy_kind=kind)
+                d = model.compress(x, codebook_size=k, entropy_kind=kind)
                 rec[f"enc_ms_{kind}"] = 1000 * (time.perf_counter() - t0)
                 h, n = codes_bytes(d)
                 if h["entropy"] != kind:
@@ -226,18 +191,18 @@ def bench_ours(model, crops: list[dict], crop: int, loss_sizes: list[int], loss_
 def bench_loss(model, c: dict, data: bytes, header: dict, lossless: torch.Tensor, k: int, seed: int) -> list[dict]:
     x = c["image"]
     base = {"psnr": metrics.psnr(x, lossless), "ms_ssim": metrics.ms_ssim(x, lossless, data_range=1.0)}
-    shape = grid_shape(model, header, *x.shape[-2:])
+    shape = model.grid_shape(*x.shape[-2:])
     out = []
     for pattern in LOSS_PATTERNS:
         for fraction in LOSS_FRACTIONS:
             lost = lost_positions(shape, fraction, pattern, seed)  # same mask for every K (seed per crop)
-            damaged = retry("damage", model.damage, data, lost)
+            damaged = model.damage(data, lost)
             rec = {"K": k, "crop": c["name"], "pattern": pattern, "fraction": fraction, "lost": int(lost.sum()),
                    "positions": shape[0] * shape[1], "damaged_bytes": len(damaged),
                    "lossless_psnr": base["psnr"], "lossless_ms_ssim": base["ms_ssim"]}
             for restore, name in ((False, "unrestored"), (True, "restored")):
                 t0 = time.perf_counter()
-                y = retry("decompress", model.decompress, damaged, restore=restore)
+                y = model.decompress(damaged, restore=restore)
                 rec[f"{name}_dec_ms"] = 1000 * (time.perf_counter() - t0)
                 rec[f"{name}_psnr"] = metrics.psnr(x, y)
                 rec[f"{name}_ms_ssim"] = metrics.ms_ssim(x, y, data_range=1.0)
@@ -404,32 +369,6 @@ def best_classical(rows: list[dict]) -> list[dict]:
             entry[f"{key}_used"] = sign * (interp if not math.isnan(interp) else best)
         out.append(entry)
     return out
-
-
-def plain(value):
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def fmt(value, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and math.isnan(value):
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
 
 
 def rd_table(rows: list[dict]) -> str:
