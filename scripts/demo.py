@@ -95,7 +95,8 @@ def image_demo(corpus: Path) -> None:
     if not (SHIPPED_DIR / "vqgan-f16" / "config.json").is_file():
         print("(no shipped vqgan-f16: image part skipped)")
         return
-    photo = sorted((corpus / "val").glob("*.png"))[0]
+    held_out = sorted((corpus / "val").glob("*.png"))
+    photo = next((p for p in held_out if p.stem == "skimage_astronaut"), held_out[0])
     full = Image.open(photo).convert("RGB")
     left, top = (full.width - 256) // 2, (full.height - 256) // 2
     crop_path = OUT / "photo_256.png"

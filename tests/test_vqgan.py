@@ -92,6 +92,23 @@ def test_encoder_decoder_shapes_and_errors():
         VQGANEncoder(ch=8, ch_mult=(1, 2), attn_levels=(5,))
 
 
+@pytest.mark.parametrize("name,factor", [("f16_16384", 16), ("f8_16384", 8), ("small", 16)])
+def test_paper_and_small_configs_build(name, factor):
+    import yaml
+
+    from codecgen.nn.config import build
+
+    spec = yaml.safe_load(open(ROOT / "configs" / "vqgan" / f"{name}.yaml"))["model"]
+    spec["init_args"]["restorer"] = None  # the paper-size transformer alone is 56 M parameters
+    codec = build(spec)
+    assert codec.factor == factor
+    assert codec.codebook_sizes[0] == (16384 if name != "small" else 1024)
+    assert codec.codebook_sizes[-1] == 8
+    if name == "f16_16384":  # taming's f=16 VQGAN: ~29 M encoder, ~42 M decoder
+        assert 25e6 < sum(p.numel() for p in codec.encoder.parameters()) < 35e6
+        assert 38e6 < sum(p.numel() for p in codec.decoder.parameters()) < 48e6
+
+
 def test_autoencoder_loss_falls_on_a_fixed_batch():
     import yaml
 
