@@ -157,6 +157,17 @@ def test_restorer_learns_and_fills_only_lost_positions():
     assert (restored[lost] == codes[:1][lost]).float().mean() > 0.8
 
 
+def test_restore_with_codebook_takes_the_entry_nearest_the_expected_vector(monkeypatch):
+    net = MaskedIndexTransformer(codebook_sizes=[3], dim=8, depth=1, heads=1, max_grid=4)
+    # unsure between the two outer entries: the argmax picks one of them, the mean is the middle
+    logits = torch.log(torch.tensor([0.46, 0.08, 0.46]))
+    monkeypatch.setattr(net, "forward", lambda codes, mask, level: logits.expand(*codes.shape, 3))
+    codebook = torch.tensor([[-1.0], [0.0], [1.0]])
+    codes, lost = torch.zeros(1, 2, 2, dtype=torch.long), torch.ones(1, 2, 2, dtype=torch.bool)
+    assert set(net.restore(codes, lost, 0, steps=2).unique().tolist()) <= {0, 2}
+    assert (net.restore(codes, lost, 0, steps=2, codebook=codebook) == 1).all()
+
+
 def test_group_masks_partition_the_grid():
     masks = group_masks(5, 7)
     assert len(masks) == 4

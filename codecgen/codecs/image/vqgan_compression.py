@@ -13,7 +13,8 @@ An image is coded as the VQ indices of a VQGAN (f=16: one index per 16x16 pixels
   coded (the first group uses the histogram).
 - Lost-index restoration: a file may mark positions whose indices were lost; a
   MaskGIT-style bidirectional transformer (``codecgen.nn.index_transformer``) fills
-  them (``restore=True``).
+  them (``restore=True``), each with the entry nearest to its predicted mean codebook
+  vector rather than MaskGIT's most probable index (see ``MaskedIndexTransformer.restore``).
 
 Training is three Lightning runs of this one module, chosen by ``stage``, each
 starting from the previous one's checkpoint (``init_from``):
@@ -382,7 +383,7 @@ class VQGANCompression(Codec):
             window, window_lost = out[t0:b0, l0:r0].clamp(min=0), lost[t0:b0, l0:r0]
             if window_lost[top - t0 : bottom - t0, left - l0 : right - l0].any():
                 filled = self.restorer.restore(window[None].to(self.device), window_lost[None].to(self.device),
-                                               level, self.restore_steps)[0].cpu()
+                                               level, self.restore_steps, self.levels[str(k)].quantizer.codebook)[0].cpu()
                 out[top:bottom, left:right] = filled[top - t0 : bottom - t0, left - l0 : right - l0]
             if progress:
                 progress(1)
@@ -669,7 +670,8 @@ class VQGANCompression(Codec):
             if self.restorer is not None and self.stage == "restorer":
                 level = self.codebook_sizes.index(k)
                 lost = torch.rand(codes[:, 0].shape, device=x.device, generator=None) < 0.2
-                restored = self.restorer.restore(codes[:, 0], lost, level, self.restore_steps)
+                restored = self.restorer.restore(codes[:, 0], lost, level, self.restore_steps,
+                                                 self.levels[str(k)].quantizer.codebook)
                 x_rest = self.decode(restored[:, None], k)
                 mse = F.mse_loss((x_rest + 1) / 2, (x + 1) / 2)
                 self.log(f"val/psnr_restored20_{k}", -10 * torch.log10(mse.clamp(min=1e-10)),
