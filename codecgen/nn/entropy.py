@@ -372,6 +372,12 @@ class RangeWriter:
         else:
             self._encoder.encode(symbols, _models.Categorical(perfect=False), probabilities)
 
+    def write_with(self, symbols: Any, coder_model: Any) -> None:
+        """Symbols under any constriction model (e.g. ``QuantizedGaussian`` for weights)."""
+        symbols = np.ascontiguousarray(symbols, dtype=np.int32).reshape(-1)
+        if symbols.size:
+            self._encoder.encode(symbols, coder_model)
+
     def write_model(self, symbols: Any, model: EntropyModel, i: int) -> None:
         """Symbols of codebook ``i`` under a static ``EntropyModel``."""
         if model.codebook_sizes[i] > 1:  # a 1-symbol alphabet carries no information (and constriction needs K >= 2)
@@ -413,6 +419,11 @@ class RangeReader:
         else:
             out = self._guard(lambda: self._decoder.decode(_models.Categorical(perfect=False), probabilities))
         return np.asarray(out, dtype=np.int64)
+
+    def read_with(self, n: int, coder_model: Any) -> np.ndarray:
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self._guard(lambda: self._decoder.decode(coder_model, n)), dtype=np.int64)
 
     def read_model(self, n: int, model: EntropyModel, i: int) -> np.ndarray:
         if model.codebook_sizes[i] == 1 or n == 0:
