@@ -226,3 +226,17 @@ def test_tiny_patchgan_learns_real_from_fake() -> None:
     disc.eval()
     with torch.no_grad():
         assert disc(real_batch())[0][0].mean() > disc(torch.rand(8, 3, 32, 32) * 2 - 1)[0][0].mean()
+
+
+def test_frequency_loss_sees_high_frequencies_that_blur_removes():
+    from codecgen.nn.losses import FrequencyLoss
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    blurred = torch.nn.functional.avg_pool2d(x, 3, 1, 1)
+    loss = FrequencyLoss()
+    assert float(loss(x, x)) == 0.0
+    assert float(loss(blurred, x)) > 0.01
+    y = x.clone().requires_grad_()
+    loss(y * 0.9, x).backward()
+    assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
