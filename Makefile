@@ -10,7 +10,7 @@ SYSTEM_DATA := opencv-doc:/usr/share/doc/opencv-doc/examples/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup system-deps test demo demo-train corpus image-corpus clean-runs
+.PHONY: setup system-deps test demo demo-train corpus image-corpus video-corpus clean-runs
 
 setup: system-deps $(STAMP)
 
@@ -40,6 +40,10 @@ corpus: setup
 
 image-corpus: setup
 	$(PY) -m codecgen.datamodules.prepare image --out data/images
+
+# Camera moves over the image corpus's photos (built first if missing), ffmpeg test sources, opencv-doc clips.
+video-corpus: setup
+	$(PY) -m codecgen.datamodules.prepare video --out data/video
 
 # The main job end to end: corpus, a HiFi-Codec, infer.py encode/decode, a table against Opus.
 demo: corpus image-corpus

@@ -1,0 +1,531 @@
+"""Video data: a reader, a writer, and a LightningDataModule that serves the frames of ONE clip.
+
+Video codecs of the NeRV family fit a network to a single clip (frame index ->
+frame) and are evaluated on the very frames they fit, so the data module here
+does not cut crops from a corpus: it loads one video (a file, or a folder of
+PNG/JPG frames) once into memory and serves its frames as
+``{"frame": (3, H, W) in [0, 1], "index": int, "t": index / (T - 1)}``. The
+default clips are built offline by ``python -m codecgen.datamodules.prepare
+video`` (see ../shared/DATA.md).
+
+Files are read with PyAV (FFmpeg): mp4/mkv/avi/y4m/webm and anything else
+FFmpeg demuxes, decoded to RGB24 and returned as float32 (T, 3, H, W) in
+[0, 1]. :func:`write_video` writes lossless FFV1 (``.mkv``, RGB), H.264
+(``.mp4``) or PNG frames (a folder), always through a temporary name, so no
+partial output is left behind. Every way a video can be bad (missing is
+``FileNotFoundError``; empty, corrupt, truncated, unsupported, without a video
+stream, zero frames, absurdly large, mismatched frame sizes in a folder, or
+more than ``max_bytes`` to load) raises one ``ValueError`` naming the file,
+before anything large is allocated.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from codecgen.datamodules.base import SplitDataModule
+from codecgen.datamodules.image import image_size, load_image, save_image
+
+__all__ = [
+    "VideoDataModule",
+    "VideoFrames",
+    "VideoInfo",
+    "load_video",
+    "probe_video",
+    "write_video",
+    "parse_frame_range",
+    "FRAME_EXTENSIONS",
+    "MAX_FRAME_PIXELS",
+    "MAX_FRAMES",
+    "MAX_BYTES",
+    "FOLDER_FPS",
+]
+
+BUILD_HINT = "build the default clips with `python -m codecgen.datamodules.prepare video --out data/video`"
+FRAME_EXTENSIONS = ("png", "jpg", "jpeg")
+MAX_FRAME_PIXELS = 2**26
+MAX_FRAMES = 100_000
+MAX_BYTES = 4 * 2**30  # float32 frames held in memory by load_video
+FOLDER_FPS = 25.0  # a folder of frames has no frame rate of its own
+_CHUNK = 16  # frames resized together
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK  # what an ordinary open() would give (mkstemp gives 0600)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` finds: frame count, frame size and frame rate."""
+
+    frames: int
+    height: int
+    width: int
+    fps: float
+
+
+def _av():
+    try:
+        import av
+    except ImportError as err:  # pragma: no cover - a dependency in pyproject.toml
+        raise ImportError("reading and writing video needs PyAV: pip install 'av>=12'") from err
+    return av
+
+
+def _check_size(path: Path, frames: int, height: int, width: int) -> None:
+    if height <= 0 or width <= 0:
+        raise ValueError(f"video {path} has zero frame size ({width}x{height})")
+    if height * width > MAX_FRAME_PIXELS:
+        raise ValueError(
+            f"video {path} has {width}x{height} = {width * height} pixels per frame, "
+            f"more than the limit of {MAX_FRAME_PIXELS}"
+        )
+    if frames <= 0:
+        raise ValueError(f"video {path} has no frames")
+    if frames > MAX_FRAMES:
+        raise ValueError(f"video {path} has {frames} frames, more than the limit of {MAX_FRAMES}")
+
+
+# --------------------------------------------------------------------------- folders of frames
+
+
+def _frame_files(path: Path) -> list[Path]:
+    suffixes = {"." + e for e in FRAME_EXTENSIONS}
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def _probe_folder(path: Path) -> tuple[VideoInfo, list[Path]]:
+    files = _frame_files(path)
+    if not files:
+        raise ValueError(f"video folder {path} holds no {'/'.join(FRAME_EXTENSIONS)} frames")
+    if len(files) > MAX_FRAMES:
+        raise ValueError(f"video folder {path} has {len(files)} frames, more than the limit of {MAX_FRAMES}")
+    sizes = [image_size(f) for f in files]  # headers only; ValueError names a bad frame file
+    for f, s in zip(files, sizes):
+        if s != sizes[0]:
+            raise ValueError(
+                f"video folder {path}: frame {f.name} is {s[1]}x{s[0]} but {files[0].name} is "
+                f"{sizes[0][1]}x{sizes[0][0]}; all frames must have the same size"
+            )
+    h, w = sizes[0]
+    _check_size(path, len(files), h, w)
+    return VideoInfo(len(files), h, w, FOLDER_FPS), files
+
+
+# --------------------------------------------------------------------------- video files
+
+
+def _open_container(path: Path):
+    av = _av()
+    if not path.exists():
+        raise FileNotFoundError(f"video file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"video file {path} is empty (0 bytes)")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read video file {path}: unsupported format or corrupt ({err})") from err
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"file {path} has no video stream")
+    return container
+
+
+def _count_frames(path: Path, container, stream, fps: float) -> int:
+    """Frames in ``stream``: from the header when it says, else by demuxing packets (no decoding).
+
+    When counting, a count short of the duration the container declares (by more
+    than 1 %) means the file was cut short: ValueError.
+    """
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    n = 0
+    for packet in container.demux(stream):
+        if packet.size:
+            n += 1
+    seconds = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1e6
+    if seconds and fps > 0:
+        expected = round(seconds * fps)
+        if n < expected - int(0.01 * expected):
+            raise ValueError(
+                f"video file {path} is truncated: its header declares {expected} frames ({seconds:.3f} s), "
+                f"only {n} are present"
+            )
+    return n
+
+
+def _probe_file(path: Path) -> VideoInfo:
+    av = _av()
+    container = _open_container(path)
+    try:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        h, w = int(ctx.height or 0), int(ctx.width or 0)
+        _check_size(path, 1, h, w)  # size first: cheap, and before any demuxing
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else FOLDER_FPS
+        try:
+            frames = _count_frames(path, container, stream, fps)
+        except av.error.FFmpegError as err:
+            raise ValueError(f"cannot read video file {path}: corrupt or truncated ({err})") from err
+    finally:
+        container.close()
+    _check_size(path, frames, h, w)
+    return VideoInfo(frames, h, w, fps)
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Frame count, size and rate of a video file or PNG/JPG folder, without decoding pixels.
+
+    The count comes from the container header, or from counting packets where the
+    header does not say (e.g. Matroska). A folder's rate is :data:`FOLDER_FPS`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _probe_folder(path)[0]
+    return _probe_file(path)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """(T, 3, h, w) -> (T, 3, H, W): bilinear with antialiasing (area-like when shrinking)."""
+    if size is None or tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
+
+
+def _check_range(path: Path, n: int, start: int, stop: int | None) -> int:
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    stop = n if stop is None else stop
+    if stop <= start:
+        raise ValueError(f"empty frame range [{start}, {stop}) for video {path}")
+    if start >= n:
+        raise ValueError(f"start frame {start} is past the end of video {path} ({n} frames)")
+    return min(stop, n)
+
+
+def load_video(
+    path: str | Path,
+    start: int = 0,
+    stop: int | None = None,
+    size: tuple[int, int] | None = None,
+    max_bytes: int = MAX_BYTES,
+    strict: bool = True,
+) -> torch.Tensor:
+    """Load frames ``[start, stop)`` of a video as float32 (T, 3, H, W) in [0, 1].
+
+    ``path`` is a video file (anything FFmpeg reads: mp4, mkv, avi, y4m, webm,
+    ...; decoded to RGB24) or a folder of PNG/JPG frames (sorted by name).
+    ``stop=None`` means to the end; a ``stop`` past the end is clipped. Nothing
+    after ``stop`` is decoded. ``size=(H, W)`` resizes every frame (bilinear,
+    antialiased). ``ValueError`` names the file when it is empty, corrupt,
+    truncated, unsupported, has no video stream or no frames, its frames are
+    over :data:`MAX_FRAME_PIXELS` or more than :data:`MAX_FRAMES`, a folder's
+    frames differ in size, or the result would take more than ``max_bytes``.
+    ``strict=False`` returns the frames that decode when a file ends early
+    (at least one) instead of raising.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"video not found: {path}")
+    files: list[Path] = []
+    if path.is_dir():
+        info, files = _probe_folder(path)
+    else:
+        info = _probe_file(path)
+    stop = _check_range(path, info.frames, start, stop)
+    if size is not None:
+        size = (int(size[0]), int(size[1]))
+        if size[0] <= 0 or size[1] <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+    out_h, out_w = size or (info.height, info.width)
+    n = stop - start
+    need = n * 3 * out_h * out_w * 4
+    if need > max_bytes:
+        raise ValueError(
+            f"loading {n} frames of {out_w}x{out_h} from {path} takes {need / 2**30:.2f} GiB, more than "
+            f"max_bytes = {max_bytes / 2**30:.2f} GiB; load a frame range (start/stop) or a smaller size"
+        )
+    out = torch.empty(n, 3, out_h, out_w, dtype=torch.float32)
+    if files:
+        for i in range(0, n, _CHUNK):
+            chunk = torch.stack([load_image(f)[0] for f in files[start + i : min(start + i + _CHUNK, stop)]])
+            out[i : i + len(chunk)] = _resize(chunk, size)
+        return out
+    got = _decode_into(path, out, start, stop, size, info)
+    if got < n and not strict and got > 0:
+        return out[:got].clone()
+    if got < n:
+        raise ValueError(
+            f"video file {path} is truncated or corrupt: decoded {start + got} frames, expected at least {stop}"
+        )
+    return out
+
+
+def _decode_into(
+    path: Path, out: torch.Tensor, start: int, stop: int, size: tuple[int, int] | None, info: VideoInfo
+) -> int:
+    """Decode frames [start, stop) into ``out``; return how many were written."""
+    av = _av()
+    container = _open_container(path)
+    got, index, pending = 0, 0, []
+
+    def flush() -> None:
+        nonlocal got, pending
+        if pending:
+            x = torch.from_numpy(np.stack(pending)).permute(0, 3, 1, 2).float().div_(255.0)
+            out[got : got + len(pending)] = _resize(x, size)
+            got += len(pending)
+            pending = []
+
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if index >= stop:
+                break
+            if index >= start:
+                if (frame.height, frame.width) != (info.height, info.width):
+                    raise ValueError(
+                        f"video file {path}: frame {index} is {frame.width}x{frame.height}, "
+                        f"not {info.width}x{info.height} (size changes mid-stream are not supported)"
+                    )
+                pending.append(frame.to_ndarray(format="rgb24"))
+                if len(pending) == _CHUNK:
+                    flush()
+            index += 1
+        flush()
+    except av.error.FFmpegError as err:
+        raise ValueError(f"cannot decode video file {path}: corrupt or truncated ({err})") from err
+    finally:
+        container.close()
+    return got
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(T, 3, H, W) in [0, 1] -> (T, H, W, 3) uint8."""
+    x = torch.nan_to_num(frames.detach().float().cpu(), nan=0.0)
+    return (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _encode(pixels: np.ndarray, tmp: Path, fmt: str, codec: str, pix_fmt: str, options: dict, fps: float) -> None:
+    av = _av()
+    with av.open(str(tmp), mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(100_000))
+        stream.width, stream.height = pixels.shape[2], pixels.shape[1]
+        stream.pix_fmt = pix_fmt
+        stream.options = options
+        for rgb in pixels:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def write_video(frames: torch.Tensor, path: str | Path, fps: float = 25.0) -> Path:
+    """Write (T, 3, H, W) frames in [0, 1] to ``path``, format by suffix; return ``path``.
+
+    ``.mkv``: FFV1, lossless 8-bit RGB (``bgr0``): :func:`load_video` gives back
+    exactly ``(x * 255).round() / 255``. ``.mp4``: H.264 (libx264, yuv420p,
+    crf 18; height and width must be even). No suffix, or an existing folder:
+    PNG frames ``frame_00000.png``, ... (lossless; earlier ``frame_*.png`` in
+    the folder are replaced). Output goes to a temporary name first and is
+    renamed into place, so a failure leaves no partial file.
+    """
+    path = Path(path)
+    if frames.ndim != 4 or frames.shape[1] != 3 or 0 in frames.shape:
+        raise ValueError(f"expected (T, 3, H, W) frames, got shape {tuple(frames.shape)}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    suffix = path.suffix.lower()
+    folder = path.is_dir() or suffix == ""
+    if not folder and suffix not in (".mkv", ".mp4"):
+        raise ValueError(f"cannot write video {path}: unknown suffix {suffix!r} (use .mkv, .mp4 or a folder)")
+    t, _, h, w = frames.shape
+    if h * w > MAX_FRAME_PIXELS:
+        raise ValueError(f"cannot write video {path}: {w}x{h} frames are over {MAX_FRAME_PIXELS} pixels")
+    if suffix == ".mp4" and (h % 2 or w % 2):
+        raise ValueError(f"cannot write {path}: H.264 yuv420p needs even height and width, got {w}x{h}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if folder:
+        _write_folder(frames, path)
+        return path
+    pixels = _to_uint8(frames)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        if suffix == ".mkv":
+            _encode(pixels, tmp, "matroska", "ffv1", "bgr0", {"level": "3", "slicecrc": "1"}, fps)
+        else:
+            _encode(pixels, tmp, "mp4", "libx264", "yuv420p", {"crf": "18", "preset": "medium"}, fps)
+        tmp.chmod(_FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write_folder(frames: torch.Tensor, path: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        for i in range(frames.shape[0]):
+            save_image(frames[i].clamp(0, 1), tmp / f"frame_{i:05d}.png")
+        if not path.exists():
+            tmp.chmod(_FILE_MODE | 0o111)
+            os.replace(tmp, path)
+            return
+        for old in path.glob("frame_*.png"):
+            old.unlink()
+        for new in sorted(tmp.iterdir()):
+            os.replace(new, path / new.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- datamodule
+
+
+def parse_frame_range(frames: str | None) -> tuple[int, int | None]:
+    """``"10:100"`` -> (10, 100); ``"10:"`` -> (10, None); ``":50"`` or ``"50"`` -> (0, 50); None -> (0, None)."""
+    if frames is None or str(frames).strip() in ("", ":"):
+        return 0, None
+    text = str(frames).strip()
+    try:
+        if ":" in text:
+            a, b = text.split(":", 1)
+            start, stop = int(a) if a.strip() else 0, int(b) if b.strip() else None
+        else:
+            start, stop = 0, int(text)
+    except ValueError as err:
+        raise ValueError(f"frames must look like 'start:stop' (e.g. '0:100'), got {frames!r}") from err
+    if start < 0 or (stop is not None and stop <= start):
+        raise ValueError(f"frames {frames!r} is an empty or negative range")
+    return start, stop
+
+
+class VideoFrames(Dataset):
+    """The frames of one clip, ``repeats`` times over: item ``i`` is frame ``i % T`` as
+    ``{"frame": (3, H, W) float32 in [0, 1], "index": int, "t": 0-d float32 tensor}``
+    with ``t = index / (T - 1)`` (0 for a one-frame clip)."""
+
+    def __init__(self, frames: torch.Tensor, repeats: int = 1) -> None:
+        if frames.ndim != 4 or frames.shape[0] == 0:
+            raise ValueError(f"expected (T, 3, H, W) frames, got shape {tuple(frames.shape)}")
+        self.frames = frames
+        self.repeats = repeats
+        n = frames.shape[0]
+        self.t = torch.arange(n, dtype=torch.float32) / max(n - 1, 1)
+
+    def __len__(self) -> int:
+        return self.frames.shape[0] * self.repeats
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        index = i % self.frames.shape[0]
+        return {"frame": self.frames[index], "index": index, "t": self.t[index]}
+
+
+class VideoDataModule(SplitDataModule):
+    """The frames of ONE video, for codecs that fit a network to a clip (the NeRV family).
+
+    ``video`` is a video file or a folder of PNG/JPG frames; ``frames`` picks a
+    range (``"0:100"``, ``"50:"``; default all) and ``frame_size=(H, W)``
+    resizes (bilinear, antialiased). The clip is loaded once in ``setup``
+    (float32, refused above ``max_bytes``). Training serves every frame
+    ``epoch_repeats`` times per epoch, shuffled, and keeps a short last batch
+    (no frame is skipped); validation serves all frames once, in order (the
+    NeRV family is scored on the frames it fits). Items are dicts
+    ``{"frame": (3, H, W) in [0, 1], "index": int, "t": index / (T - 1)}``
+    (``t`` a float32 scalar; 0 for a one-frame clip). After ``setup``,
+    ``n_frames``, ``frame_size`` (H, W) and ``fps`` describe the clip.
+    """
+
+    item_name = "frames"
+    more_items_hint = "epoch_repeats"
+
+    def __init__(
+        self,
+        video: str = "data/video/val/zoom_skimage_astronaut.mkv",
+        frame_size: tuple[int, int] | None = None,
+        frames: str | None = None,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        epoch_repeats: int = 1,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if batch_size <= 0 or epoch_repeats <= 0:
+            raise ValueError("batch_size and epoch_repeats must be positive")
+        if frame_size is not None and (len(frame_size) != 2 or min(frame_size) <= 0):
+            raise ValueError(f"frame_size must be (height, width) with positive sides, got {frame_size}")
+        self.video = Path(video)
+        self.start, self.stop = parse_frame_range(frames)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.epoch_repeats = epoch_repeats
+        self.frames: torch.Tensor | None = None
+        self._fps: float | None = None
+        self.train_set: VideoFrames | None = None
+        self.val_set: VideoFrames | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        if not self.video.exists():
+            raise FileNotFoundError(f"video {self.video} does not exist; {BUILD_HINT}")
+        size = None if self.hparams.frame_size is None else tuple(self.hparams.frame_size)
+        self._fps = probe_video(self.video).fps
+        self.frames = load_video(self.video, self.start, self.stop, size=size, max_bytes=self.hparams.max_bytes)
+        self.train_set = VideoFrames(self.frames, self.epoch_repeats)
+        self.val_set = VideoFrames(self.frames, 1)
+
+    def _require_setup(self) -> torch.Tensor:
+        if self.frames is None:
+            raise RuntimeError("VideoDataModule: call setup() first")
+        return self.frames
+
+    @property
+    def n_frames(self) -> int:
+        return int(self._require_setup().shape[0])
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        f = self._require_setup()
+        return int(f.shape[2]), int(f.shape[3])
+
+    @property
+    def fps(self) -> float:
+        self._require_setup()
+        return float(self._fps)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
