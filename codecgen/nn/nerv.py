@@ -301,7 +301,7 @@ class NeRVGenerator(nn.Module):
         factor = math.prod(strides)
         if height % factor or width % factor or height < 1 or width < 1:
             raise ValueError(f"frame size {(height, width)} is not divisible by prod(strides)={factor}")
-        self.frame_size, self.boosted = (height, width), boosted
+        self.frame_size, self.boosted, self.factor = (height, width), boosted, factor
         self.h0, self.w0, self.stem_channels = height // factor, width // factor, stem_channels
         activation = _default_activation(activation, boosted)
         self.pe = PositionalEncoding(n_freqs, pe_base)

@@ -1,0 +1,119 @@
+"""NeRV-family video codec: fitting, quantization-aware stage, the file, range decoding."""
+
+import math
+
+import pytest
+import torch
+import lightning as L
+
+from codecgen.codecs import bitstream
+from codecgen.codecs.video.nerv_codec import DecodedVideo, NeRVVideoCodec
+from codecgen.nn.nerv import ConvNeXtEncoder, HNeRVDecoder, NeRVGenerator
+
+T, H, W = 6, 32, 32
+
+
+def _clip() -> torch.Tensor:
+    """A moving colour gradient with a bright square: (T, 3, H, W) in [0, 1]."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, H), torch.linspace(0, 1, W), indexing="ij")
+    frames = []
+    for t in range(T):
+        r = (x + 0.1 * t) % 1.0
+        g = y
+        b = 0.5 + 0.5 * torch.sin(6 * x + t)
+        f = torch.stack([r, g, b])
+        f[:, 4 + t : 10 + t, 8:14] = 1.0
+        frames.append(f)
+    return (torch.stack(frames) * 255).round() / 255
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory):
+    from codecgen.datamodules.video import write_video
+
+    path = tmp_path_factory.mktemp("clip") / "clip.mkv"
+    write_video(_clip(), path, fps=10.0)
+    return path
+
+
+def _codec(kind: str, stage: str = "fit", init_from=None, **kw) -> NeRVVideoCodec:
+    torch.manual_seed(0)
+    strides = (4, 2, 2)
+    if kind.startswith("hnerv"):
+        decoder = HNeRVDecoder(embed_channels=4, strides=strides, stem_channels=24, boosted=kind.endswith("boosted"))
+        encoder = ConvNeXtEncoder(strides=strides, dims=8, depths=1, embed_channels=4)
+    else:
+        decoder = NeRVGenerator(frame_size=(H, W), strides=strides, stem_channels=24, boosted=kind.endswith("boosted"))
+        encoder = None
+    return NeRVVideoCodec(decoder, encoder, n_frames=T, frame_size=(H, W), fps=10.0, lr=3e-3, stage=stage,
+                          init_from=init_from, **kw)
+
+
+def _fit(model, clip_file, steps: int, tmp_path):
+    from codecgen.datamodules.video import VideoDataModule
+
+    data = VideoDataModule(video=str(clip_file), batch_size=2)
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    path = tmp_path / f"{model.stage}.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def _psnr(model) -> float:
+    clip = _clip()
+    with torch.no_grad():
+        y = model.render(torch.arange(T), clip if model.hybrid and not model.embeddings.abs().sum() else None)
+    return -10 * math.log10(float(((y - clip) ** 2).mean()))
+
+
+@pytest.mark.parametrize("kind", ["nerv", "nerv-boosted", "hnerv", "hnerv-boosted"])
+def test_each_model_fits_a_clip_and_codes_it_exactly(kind, clip_file, tmp_path):
+    model = _codec(kind)
+    before = _psnr(model)
+    ckpt = _fit(model, clip_file, 150, tmp_path)
+    after = _psnr(model.eval())
+    assert after > before + 3, (before, after)
+    if model.hybrid:  # embeddings were stored once fitting ended
+        assert model.embeddings.abs().sum() > 0
+
+    quantized = _codec(kind, stage="quantize", init_from=str(ckpt), rate_lambda=0.05)
+    _fit(quantized, clip_file, 10, tmp_path)
+    quantized.eval()
+    data = quantized.compress()
+    video = DecodedVideo(data)
+    ints, bits, steps = quantized.quantized_integers()
+    for name, p in video.decoder.named_parameters():  # the file's weights are the dequantized ones, exactly
+        assert torch.equal(p.detach(), ints[name].float() * steps[name]), name
+    frames = torch.stack(list(video.frames()))
+    assert frames.shape == (T, 3, H, W)
+    assert -10 * math.log10(float(((frames - _clip()) ** 2).mean())) > before + 3
+    middle = torch.stack(list(video.frames(2, 5)))
+    assert torch.allclose(middle, frames[2:5], atol=1e-6)
+    # 8-bit weights, 6-bit embeddings, entropy coded: well under a third of float32 storage
+    assert len(data) < 0.3 * 4 * quantized.n_coded_params()
+
+
+def test_corrupt_video_files_raise_bitstream_error(clip_file, tmp_path):
+    model = _codec("hnerv")
+    _fit(model, clip_file, 5, tmp_path)
+    data = model.compress()
+    header, payload = bitstream.unpack(data)
+    with pytest.raises(bitstream.BitstreamError):
+        DecodedVideo(data[:-5])
+    bad_specs = [
+        {**header, "decoder": {"class_path": "os.system", "init_args": {}}},
+        {**header, "decoder": {**header["decoder"], "init_args": {**header["decoder"]["init_args"], "stem_channels": 10**6}}},
+        {**header, "size": [0, 32]},
+        {**header, "frames": 10**9},
+        {**header, "tensors": header["tensors"][:-1]},
+        {**header, "tensors": [{**header["tensors"][0], "std": -1.0}] + header["tensors"][1:]},
+    ]
+    for bad in bad_specs:
+        with pytest.raises(bitstream.BitstreamError):
+            DecodedVideo(bitstream.pack(bad, payload))
+    video = DecodedVideo(data)
+    with pytest.raises(ValueError):
+        list(video.frames(4, 99))
