@@ -10,11 +10,13 @@ one unless ``--overwrite`` is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -288,6 +290,95 @@ def cmd_damage(args) -> None:
         print(f"{dst}: {int(lost.sum())} of {lost.numel()} indices marked lost ({args.pattern})")
 
 
+VIDEO_OUTPUTS = (".mkv", ".mp4")
+
+
+def _parse_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{what} must be integers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UserError(f"{what} must be positive integers, got {text!r}")
+    return values
+
+
+def cmd_encode_video(args) -> None:
+    from codecgen.codecs.video.nerv_codec import fit_clip
+    from codecgen.datamodules.video import VideoDataModule
+    from codecgen.nn.nerv import ConvNeXtEncoder, hnerv_for_budget, nerv_for_budget
+
+    src, dst = Path(args.input), Path(args.output)
+    _check_output(dst, args.overwrite, [src])
+    size = _parse_ints(args.size, "--size") if args.size else None
+    if size is not None and len(size) != 2:
+        raise UserError("--size is HEIGHTxWIDTH")
+    strides = _parse_ints(args.strides, "--strides")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    data = VideoDataModule(video=str(src), resize=size, frames=args.frames, batch_size=args.batch_size)
+    data.setup("fit")
+    n, (h, w) = data.n_frames, data.frame_size
+    factor = math.prod(strides)
+    if h % factor or w % factor:
+        raise UserError(f"frame size {h}x{w} is not divisible by prod(--strides) = {factor}: pass --size or --strides")
+    extra = {"boosted": args.boosted}
+    if args.boosted:
+        extra["extra_blocks"] = [0] * (len(strides) - 3) + [1, 1, 1][-len(strides):]
+    if args.arch == "hnerv":
+        decoder = hnerv_for_budget(args.model_size, n, (h, w), strides, embed_channels=args.embed_channels, **extra)
+        encoder = ConvNeXtEncoder(strides=strides, dims=64, depths=1, embed_channels=args.embed_channels)
+    else:
+        decoder, encoder = nerv_for_budget(args.model_size, (h, w), strides, **extra), None
+    weights = {"l1": 0.7, "ms_ssim": 0.3, "fft": 0.05 if args.boosted else 0.0}
+    start = time.perf_counter()
+    codec = fit_clip(data, decoder, encoder, args.epochs, args.quant_epochs, lr=args.lr, loss_weights=weights,
+                     accelerator=args.device if args.device != "cpu" else "cpu", progress=not args.quiet)
+    data_bytes = codec.compress()
+    header, payload = bitstream.unpack(data_bytes)
+    bitstream.write(dst, header, payload, overwrite=args.overwrite)
+    if not args.quiet:
+        bpp = 8 * dst.stat().st_size / (n * h * w)
+        print(f"{dst}: {dst.stat().st_size} bytes, {n} frames {w}x{h}, {bpp:.4f} bpp, "
+              f"{codec.n_coded_params() / 1e6:.3f} M parameters, fitted in {time.perf_counter() - start:.0f} s")
+
+
+def cmd_pack_video(args) -> None:
+    """A NeRV-family checkpoint trained with train.py -> the clip's .cgc file."""
+    dst = Path(args.output)
+    _check_output(dst, args.overwrite, [])
+    model = _load_model(args.model, "video", "cpu")
+    if model.hybrid and not bool(model.embeddings.abs().sum()):
+        raise UserError(f"{args.model} holds no frame embeddings: finish the fit stage first")
+    header, payload = bitstream.unpack(model.compress())
+    bitstream.write(dst, header, payload, overwrite=args.overwrite)
+    if not args.quiet:
+        h, w = model.frame_size
+        print(f"{dst}: {dst.stat().st_size} bytes, {8 * dst.stat().st_size / (model.n_frames * h * w):.4f} bpp "
+              f"({'quantization-aware' if model.stage == 'quantize' else 'post-training'} {model.weight_bits}-bit weights)")
+
+
+def cmd_decode_video(args) -> None:
+    from codecgen.codecs.video.nerv_codec import DecodedVideo
+    from codecgen.datamodules.video import parse_frame_range, write_video
+
+    src, dst = Path(args.input), Path(args.output)
+    if dst.suffix and dst.suffix.lower() not in VIDEO_OUTPUTS:
+        raise UserError(f"unsupported output {dst.suffix!r}: use .mkv (lossless), .mp4 (H.264) or a folder for PNGs")
+    _check_output(dst, args.overwrite, [src])
+    video = DecodedVideo(src.read_bytes(), device=args.device)
+    start, stop = parse_frame_range(args.frames)
+    stop = video.n_frames if stop is None else stop
+    if not 0 <= start < stop <= video.n_frames:
+        raise UserError(f"--frames {args.frames} is outside 0:{video.n_frames}")
+    began = time.perf_counter()
+    frames = torch.stack(list(_progress(video.frames(start, stop), stop - start, "decode", args.quiet)))
+    seconds = time.perf_counter() - began
+    write_video(frames, dst, fps=video.fps)  # temp + rename: an old file survives any failure
+    if not args.quiet:
+        print(f"{dst}: frames {start}:{stop} of {video.n_frames}, {video.width}x{video.height}, "
+              f"decoded at {(stop - start) / seconds:.1f} fps")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infer.py", description="Run codecgen models on files.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -344,6 +435,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_damage)
 
+    p = sub.add_parser("encode-video", help="video -> .cgc by fitting a NeRV-family network to it")
+    common(p)
+    p.add_argument("input", help="video file (mp4, mkv, y4m, ...) or a folder of PNG frames")
+    p.add_argument("output")
+    p.add_argument("--model-size", type=float, default=0.5, help="millions of parameters, embeddings included")
+    p.add_argument("--arch", choices=("hnerv", "nerv"), default="hnerv")
+    p.add_argument("--boosted", action="store_true", help="the conditional-decoder boost (TAT, sine blocks, FFT loss)")
+    p.add_argument("--strides", default="4,2,2,2", help="decoder upscale factors; their product divides H and W")
+    p.add_argument("--embed-channels", type=int, default=16)
+    p.add_argument("--size", default=None, help="resize to HEIGHTxWIDTH first")
+    p.add_argument("--frames", default=None, help="frame range, e.g. 0:100")
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--quant-epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_encode_video, trains=True)
+
+    p = sub.add_parser("pack-video", help="NeRV-family checkpoint (train.py) -> the clip's .cgc file")
+    model_arg(p)
+    common(p)
+    p.add_argument("output")
+    p.set_defaults(func=cmd_pack_video)
+
+    p = sub.add_parser("decode-video", help=".cgc -> .mkv (lossless FFV1), .mp4 (H.264) or a folder of PNGs")
+    common(p)
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--frames", default=None, help="decode only this range, e.g. 10:20")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_decode_video)
+
     p = sub.add_parser("info", help="print a .cgc file's header")
     p.add_argument("input")
     p.set_defaults(func=cmd_info)
@@ -368,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
 def infer_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with torch.inference_mode():
+        # encode-video fits a network: gradients on; every other command only runs models
+        with contextlib.nullcontext() if getattr(args, "trains", False) else torch.inference_mode():
             args.func(args)
     except (UserError, CodecError, bitstream.BitstreamError, ValueError, FileNotFoundError, FileExistsError,
             IsADirectoryError, PermissionError) as error:

@@ -117,3 +117,42 @@ def test_corrupt_video_files_raise_bitstream_error(clip_file, tmp_path):
     video = DecodedVideo(data)
     with pytest.raises(ValueError):
         list(video.frames(4, 99))
+
+
+def _infer(*args: str) -> int:
+    from infer import main
+
+    return main(list(args))
+
+
+def test_train_py_stages_then_pack_and_decode_a_range(clip_file, tmp_path):
+    from conftest import ROOT
+    from train import train_main
+
+    config = str(ROOT / "configs" / "hnerv" / "tiny.yaml")
+    common = ["--config", config, "--data.init_args.video", str(clip_file), "--trainer.enable_progress_bar", "false"]
+    cli = train_main(["fit", *common, "--trainer.default_root_dir", str(tmp_path / "fit")])
+    fit_ckpt = cli.trainer.checkpoint_callback.last_model_path
+    cli = train_main(["fit", *common, "--trainer.default_root_dir", str(tmp_path / "q"), "--trainer.max_epochs", "3",
+                      "--model.init_args.stage", "quantize", "--model.init_args.init_from", fit_ckpt])
+    ckpt = cli.trainer.checkpoint_callback.last_model_path
+    cgc, whole, part = tmp_path / "clip.cgc", tmp_path / "whole", tmp_path / "part"
+    assert _infer("pack-video", "--model", ckpt, str(cgc), "--quiet") == 0
+    assert _infer("decode-video", str(cgc), str(whole), "--quiet") == 0
+    assert _infer("decode-video", str(cgc), str(part), "--frames", "2:4", "--quiet") == 0
+    from codecgen.datamodules.video import load_video
+
+    full, sub = load_video(whole), load_video(part)
+    assert full.shape == (T, 3, H, W) and sub.shape == (2, 3, H, W)
+    assert torch.equal(sub, full[2:4])
+    assert _infer("decode-video", str(cgc), str(tmp_path / "x.avi"), "--quiet") == 2
+    assert _infer("decode-video", str(cgc), str(tmp_path / "y.mkv"), "--frames", "5:99", "--quiet") == 2
+    assert not (tmp_path / "y.mkv").exists()
+
+
+def test_encode_video_cli_fits_and_writes(clip_file, tmp_path):
+    out = tmp_path / "v.cgc"
+    assert _infer("encode-video", str(clip_file), str(out), "--model-size", "0.03", "--strides", "4,2,2",
+                  "--epochs", "3", "--quant-epochs", "1", "--quiet") == 0
+    assert bitstream.read(out)[0]["frames"] == T
+    assert _infer("encode-video", str(clip_file), str(tmp_path / "w.cgc"), "--strides", "5,5", "--quiet") == 2

@@ -157,7 +157,7 @@ def test_datamodule(clips):
     assert torch.cat([b["index"] for b in val]).tolist() == list(range(6))
     assert torch.equal(torch.cat([b["frame"] for b in val]), x[1:7])
 
-    small = VideoDataModule(str(paths["png"]), frame_size=(16, 24), frames="3:4")
+    small = VideoDataModule(str(paths["png"]), resize=(16, 24), frames="3:4")
     small.setup()
     item = small.val_set[0]
     assert item["frame"].shape == (3, 16, 24) and item["index"] == 0 and float(item["t"]) == 0.0

@@ -449,7 +449,7 @@ class VideoDataModule(SplitDataModule):
     """The frames of ONE video, for codecs that fit a network to a clip (the NeRV family).
 
     ``video`` is a video file or a folder of PNG/JPG frames; ``frames`` picks a
-    range (``"0:100"``, ``"50:"``; default all) and ``frame_size=(H, W)``
+    range (``"0:100"``, ``"50:"``; default all) and ``resize=(H, W)``
     resizes (bilinear, antialiased). The clip is loaded once in ``setup``
     (float32, refused above ``max_bytes``). Training serves every frame
     ``epoch_repeats`` times per epoch, shuffled, and keeps a short last batch
@@ -466,7 +466,7 @@ class VideoDataModule(SplitDataModule):
     def __init__(
         self,
         video: str = "data/video/val/zoom_skimage_astronaut.mkv",
-        frame_size: tuple[int, int] | None = None,
+        resize: tuple[int, int] | None = None,
         frames: str | None = None,
         batch_size: int = 1,
         num_workers: int = 0,
@@ -477,8 +477,8 @@ class VideoDataModule(SplitDataModule):
         self.save_hyperparameters()
         if batch_size <= 0 or epoch_repeats <= 0:
             raise ValueError("batch_size and epoch_repeats must be positive")
-        if frame_size is not None and (len(frame_size) != 2 or min(frame_size) <= 0):
-            raise ValueError(f"frame_size must be (height, width) with positive sides, got {frame_size}")
+        if resize is not None and (len(resize) != 2 or min(resize) <= 0):
+            raise ValueError(f"resize must be (height, width) with positive sides, got {resize}")
         self.video = Path(video)
         self.start, self.stop = parse_frame_range(frames)
         self.batch_size = batch_size
@@ -494,7 +494,7 @@ class VideoDataModule(SplitDataModule):
             return
         if not self.video.exists():
             raise FileNotFoundError(f"video {self.video} does not exist; {BUILD_HINT}")
-        size = None if self.hparams.frame_size is None else tuple(self.hparams.frame_size)
+        size = None if self.hparams.resize is None else tuple(self.hparams.resize)
         self._fps = probe_video(self.video).fps
         self.frames = load_video(self.video, self.start, self.stop, size=size, max_bytes=self.hparams.max_bytes)
         self.train_set = VideoFrames(self.frames, self.epoch_repeats)

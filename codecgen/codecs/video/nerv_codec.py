@@ -61,9 +61,9 @@ class NeRVVideoCodec(Codec):
         self,
         decoder: nn.Module,
         encoder: nn.Module | None = None,
-        n_frames: int = 1,
-        frame_size: Sequence[int] = (64, 64),
-        fps: float = 25.0,
+        n_frames: int | None = None,
+        frame_size: Sequence[int] | None = None,
+        fps: float | None = None,
         loss_weights: dict[str, float] | None = None,
         lr: float = 1e-3,
         warmup_fraction: float = 0.1,
@@ -81,14 +81,10 @@ class NeRVVideoCodec(Codec):
         if self.hybrid and encoder is None:
             raise ValueError("an HNeRV decoder needs its content encoder")
         self.decoder, self.encoder = decoder, encoder
-        self.n_frames, self.frame_size, self.fps = int(n_frames), tuple(int(v) for v in frame_size), float(fps)
-        h, w = self.frame_size
-        if h % decoder.factor or w % decoder.factor:
-            raise ValueError(f"frame size {self.frame_size} is not divisible by the decoder's factor {decoder.factor}")
-        if not self.hybrid and tuple(decoder.frame_size) != self.frame_size:
-            raise ValueError(f"the NeRV generator makes {decoder.frame_size} frames, the clip is {self.frame_size}")
-        grid = (decoder.embed_channels, h // decoder.factor, w // decoder.factor) if self.hybrid else (0,)
-        self.embeddings = nn.Parameter(torch.zeros(self.n_frames if self.hybrid else 0, *grid))
+        self.embeddings = nn.Parameter(torch.zeros(0))
+        self.n_frames, self.frame_size, self.fps = 0, None, None
+        if n_frames is not None and frame_size is not None:
+            self._set_clip(n_frames, frame_size, fps if fps is not None else 25.0)
         self.loss_weights = {"l1": 0.7, "ms_ssim": 0.3, "fft": 0.0} | dict(loss_weights or {})
         self.fft_loss = FrequencyLoss()
         self.lr, self.warmup_fraction = lr, warmup_fraction
@@ -103,6 +99,33 @@ class NeRVVideoCodec(Codec):
     def _quantizers_for_state(self, state_dict, prefix, *args) -> None:
         if not len(self.quantizers) and any(k.startswith(prefix + "quantizers.") for k in state_dict):
             self.build_quantizers()
+
+    def _set_clip(self, n_frames: int, frame_size: Sequence[int], fps: float) -> None:
+        """Size the codec for its clip. With ``train.py`` the clip's shape comes from the data
+        module in ``setup``; it is then written into the recorded constructor arguments, so
+        the checkpoint rebuilds with the right embedding table."""
+        self.n_frames, self.frame_size, self.fps = int(n_frames), tuple(int(v) for v in frame_size), float(fps)
+        h, w = self.frame_size
+        decoder = self.decoder
+        if h % decoder.factor or w % decoder.factor:
+            raise ValueError(f"frame size {self.frame_size} is not divisible by the decoder's factor {decoder.factor}")
+        if not self.hybrid and tuple(decoder.frame_size) != self.frame_size:
+            raise ValueError(f"the NeRV generator makes {decoder.frame_size} frames, the clip is {self.frame_size}")
+        grid = (decoder.embed_channels, h // decoder.factor, w // decoder.factor) if self.hybrid else (0,)
+        if tuple(self.embeddings.shape) != ((self.n_frames,) + grid if self.hybrid else (0, 0)):
+            self.embeddings = nn.Parameter(torch.zeros((self.n_frames if self.hybrid else 0, *grid),
+                                                       device=self.embeddings.device))
+        clip = {"n_frames": self.n_frames, "frame_size": list(self.frame_size), "fps": self.fps}
+        self._init_spec["init_args"].update(clip)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.frame_size is None:
+            data = getattr(self.trainer, "datamodule", None)
+            if data is None or not hasattr(data, "n_frames"):
+                raise ValueError("n_frames and frame_size are needed (or a VideoDataModule to read them from)")
+            data.setup(stage)
+            self._set_clip(data.n_frames, data.frame_size, data.fps)
 
     # -- the represented video ------------------------------------------------------------
     def times(self, index: Tensor) -> Tensor:
@@ -301,3 +324,27 @@ class DecodedVideo:
             else:
                 y = self.decoder(t)
             yield from y.float().cpu()
+
+
+def fit_clip(datamodule, decoder: nn.Module, encoder: nn.Module | None, epochs: int, quant_epochs: int,
+             lr: float = 1e-3, loss_weights: dict[str, float] | None = None, rate_lambda: float = 0.05,
+             accelerator: str = "auto", progress: bool = True) -> NeRVVideoCodec:
+    """Both stages on one clip (``datamodule`` must be set up: ``n_frames``, ``frame_size``,
+    ``fps``); returns the quantization-aware codec, ready for ``compress``. What
+    ``infer.py encode-video`` runs; ``train.py`` runs the same stages from configs."""
+    import lightning as L
+
+    def trainer(max_epochs: int) -> L.Trainer:
+        return L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+                         limit_val_batches=0)
+
+    common = dict(n_frames=datamodule.n_frames, frame_size=datamodule.frame_size, fps=datamodule.fps, lr=lr,
+                  loss_weights=loss_weights)
+    fitted = NeRVVideoCodec(decoder, encoder, stage="fit", **common)
+    trainer(epochs).fit(fitted, datamodule)
+    quantized = NeRVVideoCodec(decoder, encoder, stage="quantize", rate_lambda=rate_lambda,
+                               **{**common, "lr": lr / 2})
+    quantized.load_state_dict(fitted.state_dict(), strict=False)
+    trainer(quant_epochs).fit(quantized, datamodule)
+    return quantized.eval()
