@@ -208,7 +208,7 @@ class NeRVVideoCodec(Codec):
         if self.stage == "quantize" and self.rate_lambda > 0:
             bits = self.rate_bits()
             bpp = bits / (self.n_frames * self.frame_size[0] * self.frame_size[1])
-            if float(bits) / self.n_coded_params() > self.target_bits_per_param:
+            if float(bits.detach()) / self.n_coded_params() > self.target_bits_per_param:
                 total = total + self.rate_lambda * bpp
             self.log("train/bpp_estimate", bpp.detach(), batch_size=x.shape[0])
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=x.shape[0])
@@ -328,21 +328,21 @@ class DecodedVideo:
 
 def fit_clip(datamodule, decoder: nn.Module, encoder: nn.Module | None, epochs: int, quant_epochs: int,
              lr: float = 1e-3, loss_weights: dict[str, float] | None = None, rate_lambda: float = 0.05,
-             accelerator: str = "auto", progress: bool = True) -> NeRVVideoCodec:
+             accelerator: str = "auto", progress: bool = True, callbacks: list | None = None) -> NeRVVideoCodec:
     """Both stages on one clip (``datamodule`` must be set up: ``n_frames``, ``frame_size``,
     ``fps``); returns the quantization-aware codec, ready for ``compress``. What
     ``infer.py encode-video`` runs; ``train.py`` runs the same stages from configs."""
     import lightning as L
 
-    def trainer(max_epochs: int) -> L.Trainer:
+    def trainer(max_epochs: int, extra: list | None = None) -> L.Trainer:
         return L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-                         limit_val_batches=0)
+                         limit_val_batches=0, callbacks=extra or [])
 
     common = dict(n_frames=datamodule.n_frames, frame_size=datamodule.frame_size, fps=datamodule.fps, lr=lr,
                   loss_weights=loss_weights)
     fitted = NeRVVideoCodec(decoder, encoder, stage="fit", **common)
-    trainer(epochs).fit(fitted, datamodule)
+    trainer(epochs, callbacks).fit(fitted, datamodule)
     quantized = NeRVVideoCodec(decoder, encoder, stage="quantize", rate_lambda=rate_lambda,
                                **{**common, "lr": lr / 2})
     quantized.load_state_dict(fitted.state_dict(), strict=False)

@@ -1,0 +1,244 @@
+"""Video benchmark: NeRV, HNeRV and their boosted versions (fitted per clip) against
+x264 and x265 on held-out clips of the default video corpus, in one run.
+
+For each clip (resized, first N frames) and each model size: fit with ``fit_clip`` (the
+code path of ``infer.py encode-video``), write the real ``.cgc`` file, decode it with
+``DecodedVideo`` (what ``infer.py decode-video`` runs): bpp from the file size over
+frames x H x W, RGB PSNR and MS-SSIM, encode (fitting) time, decode fps on one thread,
+and PSNR against epochs during fitting (convergence speed). x264 / x265 (preset slow,
+several CRFs, 4:2:0, raw bitstreams so no container bytes) on the same frames.
+Writes benchmarks/results/video_codecs.{md,json}, video_rd.png.
+
+    python benchmarks/video_codecs.py [--size 128 --frames 32 --epochs 60 --model-sizes 0.1 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+from _common import fmt, log, machine_info, plain, table  # noqa: E402
+from codecgen.codecs.video.nerv_codec import DecodedVideo, fit_clip  # noqa: E402
+from codecgen.datamodules.video import VideoDataModule, load_video, write_video  # noqa: E402
+from codecgen.nn.losses import ms_ssim  # noqa: E402
+from codecgen.nn.nerv import ConvNeXtEncoder, hnerv_for_budget, nerv_for_budget  # noqa: E402
+
+ARCHS = ("nerv", "nerv-boosted", "hnerv", "hnerv-boosted")
+CRFS = (28, 33, 38, 43, 48)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return -10 * math.log10(max(float(((a - b) ** 2).mean()), 1e-12))
+
+
+def msssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(ms_ssim(a.float(), b.float(), data_range=1.0))
+
+
+class EpochPSNR(L.Callback):
+    """PSNR over every frame after each ``every``-th epoch of the fit stage."""
+
+    def __init__(self, frames: torch.Tensor, every: int):
+        self.frames, self.every, self.curve = frames, every, []
+
+    @torch.no_grad()
+    def on_train_epoch_end(self, trainer, module):
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every and epoch != trainer.max_epochs:
+            return
+        was_training = module.training
+        module.eval()
+        index = torch.arange(self.frames.shape[0])
+        y = torch.cat([module.render(i, self.frames[i] if module.hybrid else None) for i in index.split(8)])
+        self.curve.append((epoch, psnr(y, self.frames)))
+        module.train(was_training)
+
+
+def build(arch: str, size_m: float, n: int, hw: tuple[int, int], strides: list[int]):
+    boosted = arch.endswith("boosted")
+    kw = {"boosted": True, "extra_blocks": [0] * (len(strides) - 3) + [1, 1, 1]} if boosted else {}
+    if arch.startswith("hnerv"):
+        return hnerv_for_budget(size_m, n, hw, strides, embed_channels=16, **kw), \
+            ConvNeXtEncoder(strides=strides, dims=64, depths=1, embed_channels=16)
+    return nerv_for_budget(size_m, hw, strides, **kw), None
+
+
+def bench_model(arch, size_m, clip_path, frames, args, strides):
+    n, _, h, w = frames.shape
+    decoder, encoder = build(arch, size_m, n, (h, w), strides)
+    data = VideoDataModule(video=str(clip_path), batch_size=2)
+    data.setup("fit")
+    curve = EpochPSNR(frames, max(1, args.epochs // 6))
+    weights = {"l1": 0.7, "ms_ssim": 0.3, "fft": 0.05 if arch.endswith("boosted") else 0.0}
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    codec = fit_clip(data, decoder, encoder, args.epochs, args.quant_epochs, lr=args.lr, loss_weights=weights,
+                     accelerator="cpu", progress=False, callbacks=[curve])
+    encode_s = time.perf_counter() - t0
+    blob = codec.compress()
+    video = DecodedVideo(blob)
+    list(video.frames(0, min(4, n)))  # warm-up
+    t0 = time.perf_counter()
+    decoded = torch.stack(list(video.frames()))
+    decode_fps = n / (time.perf_counter() - t0)
+    return {"codec": arch, "setting": f"{size_m:g} M", "params": codec.n_coded_params(),
+            "bpp": 8 * len(blob) / (n * h * w), "psnr": psnr(decoded, frames), "ms_ssim": msssim(decoded, frames),
+            "encode_s": encode_s, "decode_fps": decode_fps, "curve": curve.curve}
+
+
+def bench_classical(encoder: str, crf: int, source: Path, frames: torch.Tensor, tmp: Path) -> dict:
+    n, _, h, w = frames.shape
+    fmt_name = "h264" if encoder == "libx264" else "hevc"
+    out = tmp / f"{encoder}_{crf}.{fmt_name}"
+    extra = ["-x265-params", "log-level=error:pools=1:frame-threads=1"] if encoder == "libx265" else ["-threads", "1"]
+    t0 = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c:v", encoder, "-preset", "slow", "-crf",
+                    str(crf), "-pix_fmt", "yuv420p", *extra, "-f", fmt_name, str(out)], check=True)
+    encode_s = time.perf_counter() - t0
+    back = tmp / f"{encoder}_{crf}_back.mkv"
+    t0 = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-threads", "1", "-i", str(out), "-c:v", "ffv1",
+                    "-pix_fmt", "bgr0", str(back)], check=True)
+    decode_s = time.perf_counter() - t0
+    decoded = load_video(back)[:n]
+    return {"codec": encoder.replace("lib", ""), "setting": f"crf {crf}", "params": None,
+            "bpp": 8 * out.stat().st_size / (n * h * w), "psnr": psnr(decoded, frames),
+            "ms_ssim": msssim(decoded, frames), "encode_s": encode_s, "decode_fps": n / decode_s, "curve": []}
+
+
+def at_bpp(points: list[tuple[float, float]], bpp: float) -> float | None:
+    pts = sorted(points)
+    for (b0, p0), (b1, p1) in zip(pts, pts[1:]):
+        if b0 <= bpp <= b1:
+            return p0 + (p1 - p0) * (math.log(bpp) - math.log(b0)) / (math.log(b1) - math.log(b0))
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "video" / "val")
+    parser.add_argument("--clips", nargs="+", default=["pan_opencv_left", "zoom_skimage_astronaut"])
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--model-sizes", type=float, nargs="+", default=[0.1, 0.3])
+    parser.add_argument("--strides", default="4,2,2,2,2")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--quant-epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    import logging
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # one table, not 16 trainer banners
+    strides = [int(s) for s in args.strides.split(",")]
+    started = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for clip in args.clips:
+            source = args.data / f"{clip}.mkv"
+            if not source.exists():
+                raise SystemExit(f"{source} missing: python -m codecgen.datamodules.prepare video --out data/video")
+            frames = load_video(source, 0, args.frames, size=(args.size, args.size))
+            clip_path = tmp / f"{clip}.mkv"
+            write_video(frames, clip_path, fps=25.0)
+            frames = load_video(clip_path)  # exactly what every codec sees (uint8-rounded)
+            for size_m in args.model_sizes:
+                for arch in ARCHS:
+                    log(f"{clip}: {arch} {size_m} M")
+                    rows.append({"clip": clip, **bench_model(arch, size_m, clip_path, frames, args, strides)})
+            for encoder in ("libx264", "libx265"):
+                for crf in CRFS:
+                    rows.append({"clip": clip, **bench_classical(encoder, crf, clip_path, frames, tmp)})
+    report(rows, args, time.perf_counter() - started)
+
+
+def report(rows: list[dict], args, seconds: float) -> None:
+    body = [[r["clip"], r["codec"], r["setting"], f"{r['bpp']:.4f}", fmt(r["psnr"]), f"{r['ms_ssim']:.4f}",
+             fmt(r["encode_s"], 1), fmt(r["decode_fps"], 1)] for r in rows]
+    rd = table(["clip", "codec", "setting", "bpp (file)", "PSNR dB", "MS-SSIM", "encode s", "decode fps (1 thread)"],
+               body)
+    curves = table(["clip", "codec", "size", "PSNR after epoch (epoch: dB)"],
+                   [[r["clip"], r["codec"], r["setting"], ", ".join(f"{e}: {p:.2f}" for e, p in r["curve"])]
+                    for r in rows if r["curve"]])
+    goals = []
+    for clip in sorted({r["clip"] for r in rows}):
+        mine = {(r["codec"], r["setting"]): r for r in rows if r["clip"] == clip and r["curve"]}
+        for (codec, setting), r in mine.items():
+            if codec.endswith("boosted"):
+                base = mine[(codec.replace("-boosted", ""), setting)]
+                gain = r["psnr"] - base["psnr"]
+                goals.append(f"- {clip}, {setting}: boosted {codec.split('-')[0]} {r['psnr']:.2f} dB vs baseline "
+                             f"{base['psnr']:.2f} dB ({gain:+.2f} dB; goal +1 dB): **{'MET' if gain >= 1 else 'NOT MET'}**")
+        for setting in sorted({s for _, s in mine}):
+            h, n = mine[("hnerv", setting)], mine[("nerv", setting)]
+            gain = h["psnr"] - n["psnr"]
+            goals.append(f"- {clip}, {setting}: HNeRV {h['psnr']:.2f} dB vs NeRV {n['psnr']:.2f} dB ({gain:+.2f} dB; "
+                         f"goal > 0): **{'MET' if gain > 0 else 'NOT MET'}**")
+            b = mine[("hnerv-boosted", setting)]
+            x265 = at_bpp([(r["bpp"], r["psnr"]) for r in rows if r["clip"] == clip and r["codec"] == "x265"], b["bpp"])
+            if x265 is None:
+                goals.append(f"- {clip}, {setting}: boosted HNeRV at {b['bpp']:.4f} bpp is outside x265's measured range")
+            else:
+                gap = b["psnr"] - x265
+                goals.append(f"- {clip}, {setting}: boosted HNeRV {b['psnr']:.2f} dB at {b['bpp']:.4f} bpp vs x265 "
+                             f"{x265:.2f} dB at that bpp ({gap:+.2f} dB; goal within 1 dB): "
+                             f"**{'MET' if gap >= -1 else 'NOT MET'}**")
+    text = "\n\n".join([
+        "# Video codecs: neural representations vs x264 / x265",
+        f"Held-out clips {', '.join(args.clips)}: first {args.frames} frames at {args.size}x{args.size}; "
+        f"{args.epochs} fitting + {args.quant_epochs} quantization-aware epochs per model, strides {args.strides}; "
+        f"one CPU thread. Machine: {json.dumps(machine_info())}.",
+        "## Rate-distortion (bpp from the real files)", rd,
+        "## Convergence (fit stage, before quantization)", curves,
+        "## Goals", "\n".join(goals), f"_Runtime {seconds:.0f} s._",
+    ])
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "video_codecs.md").write_text(text + "\n")
+    (args.out / "video_codecs.json").write_text(json.dumps(plain(rows), indent=1))
+    plot(rows, args.out / "video_rd.png")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clips = sorted({r["clip"] for r in rows})
+    fig, axes = plt.subplots(2, len(clips), figsize=(6 * len(clips), 9), squeeze=False)
+    for j, clip in enumerate(clips):
+        ax = axes[0][j]
+        for codec in sorted({r["codec"] for r in rows}):
+            pts = sorted((r["bpp"], r["psnr"]) for r in rows if r["clip"] == clip and r["codec"] == codec)
+            ax.plot(*zip(*pts), marker="o", label=codec)
+        ax.set(xscale="log", xlabel="bpp", ylabel="RGB PSNR (dB)", title=clip)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax = axes[1][j]
+        for r in rows:
+            if r["clip"] == clip and r["curve"]:
+                ax.plot(*zip(*r["curve"]), marker=".", label=f"{r['codec']} {r['setting']}")
+        ax.set(xlabel="epoch", ylabel="PSNR (dB)", title=f"{clip}: convergence")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
