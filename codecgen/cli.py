@@ -331,7 +331,10 @@ def cmd_encode_video(args) -> None:
         decoder, encoder = nerv_for_budget(args.model_size, (h, w), strides, **extra), None
     weights = {"l1": 0.7, "ms_ssim": 0.3, "fft": 0.05 if args.boosted else 0.0}
     start = time.perf_counter()
+    if not 0.0 <= args.prune < 1.0:
+        raise UserError(f"--prune must be in [0, 1), got {args.prune}")
     codec = fit_clip(data, decoder, encoder, args.epochs, args.quant_epochs, lr=args.lr, loss_weights=weights,
+                     prune_ratio=args.prune,
                      accelerator=args.device if args.device != "cpu" else "cpu", progress=not args.quiet)
     data_bytes = codec.compress()
     header, payload = bitstream.unpack(data_bytes)
@@ -448,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", default=None, help="frame range, e.g. 0:100")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--quant-epochs", type=int, default=30)
+    p.add_argument("--prune", type=float, default=0.0, help="fraction of decoder weights pruned before quantization")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--device", default="cpu")

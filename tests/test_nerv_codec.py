@@ -156,3 +156,28 @@ def test_encode_video_cli_fits_and_writes(clip_file, tmp_path):
                   "--epochs", "3", "--quant-epochs", "1", "--quiet") == 0
     assert bitstream.read(out)[0]["frames"] == T
     assert _infer("encode-video", str(clip_file), str(tmp_path / "w.cgc"), "--strides", "5,5", "--quiet") == 2
+
+
+def test_pruned_weights_stay_zero_through_training_and_the_file(clip_file, tmp_path):
+    from codecgen.codecs.video.nerv_codec import fit_clip
+    from codecgen.datamodules.video import VideoDataModule
+
+    data = VideoDataModule(video=str(clip_file), batch_size=2)
+    data.setup("fit")
+    results = {}
+    for ratio in (0.0, 0.5):
+        model = _codec("hnerv")
+        codec = fit_clip(data, model.decoder, model.encoder, epochs=8, quant_epochs=3, lr=3e-3, prune_ratio=ratio,
+                         accelerator="cpu", progress=False)
+        video = DecodedVideo(codec.compress())
+        weights = torch.cat([p.flatten() for p in video.decoder.parameters() if p.ndim > 1])
+        results[ratio] = (float((weights == 0).float().mean()), len(codec.compress()))
+        if ratio:  # a pruned checkpoint reloads with its masks
+            path = tmp_path / "pruned.ckpt"
+            torch.save({"state_dict": codec.state_dict()}, path)
+            again = _codec("hnerv", stage="quantize", prune_ratio=ratio)
+            again.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+            for (name, mask), (name2, mask2) in zip(again.prune_masks.named_buffers(), codec.prune_masks.named_buffers()):
+                assert name == name2 and torch.equal(mask, mask2)
+    assert results[0.5][0] >= 0.5 > results[0.0][0]
+    assert results[0.5][1] < results[0.0][1]

@@ -86,3 +86,17 @@ def test_corrupt_records_and_payload_raise_value_error():
     with pytest.raises(ValueError):
         decode_tensors([{**records[0], "shape": [10**9]}], data)
     assert math.isfinite(records[0]["mean"])
+
+
+def test_pruned_tensors_code_their_mask_and_only_kept_values():
+    torch.manual_seed(0)
+    q = torch.round(torch.randn(64, 64) * 20).clamp(-128, 127).long()
+    keep = torch.rand(64, 64) > 0.6
+    pruned = torch.where(keep, q, torch.zeros_like(q))
+    plain_records, plain = encode_tensors({"w": pruned}, {"w": 8})
+    records, data = encode_tensors({"w": pruned}, {"w": 8}, masks={"w": keep})
+    assert records[0]["kept"] == int(keep.sum())
+    assert torch.equal(decode_tensors(records, data)["w"], pruned)
+    assert len(data) < 0.8 * len(plain)
+    with pytest.raises(ValueError):
+        decode_tensors([{**records[0], "kept": 10**7}], data)

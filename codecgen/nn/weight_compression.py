@@ -110,30 +110,54 @@ def _model(q_min: int, q_max: int, mean: float, std: float):
     return constriction.stream.model.QuantizedGaussian(q_min, q_max, mean, std)
 
 
-def encode_tensors(tensors: Mapping[str, Tensor], bits: Mapping[str, int]) -> tuple[list[dict], bytes]:
+def _mask_model(n: int, kept: int):
+    """Kept / pruned flags under their own frequencies (integer counts: identical on both sides)."""
+    counts = np.array([max(n - kept, 1), max(kept, 1)], dtype=np.float64)
+    return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+
+
+def encode_tensors(tensors: Mapping[str, Tensor], bits: Mapping[str, int],
+                   masks: Mapping[str, Tensor] | None = None) -> tuple[list[dict], bytes]:
     """Integer tensors (each within its ``bits``-bit signed range) -> (per-tensor header
-    records, one range-coded payload). Records hold name, shape, bits, mean, std."""
+    records, one range-coded payload). Records hold name, shape, bits, mean, std.
+
+    A tensor with a pruning mask (``masks[name]``, 1 = kept) is coded as the mask (one
+    flag per entry under the kept fraction, ``kept`` in its record) and then only its kept
+    values: a Gaussian cannot model the spike of pruned zeros, this pays ~H(kept) bits per
+    entry for them instead of -log2 G(0)."""
     writer = entropy.RangeWriter()
     records = []
+    masks = masks or {}
     for name, q in tensors.items():
         b = int(bits[name])
         q_min, q_max = -(2 ** (b - 1)), 2 ** (b - 1) - 1
         if q.numel() and (int(q.min()) < q_min or int(q.max()) > q_max):
             raise ValueError(f"{name}: integers outside the {b}-bit range")
-        mean, std = tensor_stats(q)
-        records.append({"name": name, "shape": list(q.shape), "bits": b, "mean": mean, "std": std})
-        writer.write_with(q.reshape(-1).numpy(), _model(q_min, q_max, mean, std))
+        record = {"name": name, "shape": list(q.shape), "bits": b}
+        values = q.reshape(-1)
+        if name in masks:
+            keep = masks[name].reshape(-1).bool()
+            if keep.shape != values.shape:
+                raise ValueError(f"{name}: mask shape does not match")
+            record["kept"] = int(keep.sum())
+            writer.write_with(keep.long().numpy(), _mask_model(values.numel(), record["kept"]))
+            values = values[keep]
+        record["mean"], record["std"] = tensor_stats(values)
+        records.append(record)
+        writer.write_with(values.numpy(), _model(q_min, q_max, record["mean"], record["std"]))
     return records, writer.getvalue()
 
 
 def decode_tensors(records: list[dict], data: bytes, max_elements: int = 1 << 28) -> dict[str, Tensor]:
-    """Inverse of ``encode_tensors``; ValueError on corrupt records or payload."""
+    """Inverse of ``encode_tensors`` (pruned entries come back as 0); ValueError on corrupt
+    records or payload."""
     reader = entropy.RangeReader(data)
     out, total = {}, 0
     for record in records:
         try:
             name, shape, b = str(record["name"]), [int(s) for s in record["shape"]], int(record["bits"])
             mean, std = float(record["mean"]), float(record["std"])
+            kept = int(record["kept"]) if "kept" in record else None
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"corrupt tensor record {record!r}: {error}") from None
         if not 2 <= b <= 16 or any(s < 0 for s in shape) or not (math.isfinite(mean) and math.isfinite(std) and std > 0):
@@ -142,7 +166,17 @@ def decode_tensors(records: list[dict], data: bytes, max_elements: int = 1 << 28
         total += n
         if total > max_elements:
             raise ValueError(f"tensors hold more than {max_elements} values")
+        if kept is not None and not 0 <= kept <= n:
+            raise ValueError(f"corrupt tensor record for {name}: kept {kept} of {n}")
         q_min, q_max = -(2 ** (b - 1)), 2 ** (b - 1) - 1
-        out[name] = torch.from_numpy(reader.read_with(n, _model(q_min, q_max, mean, std))).reshape(shape)
+        if kept is None:
+            out[name] = torch.from_numpy(reader.read_with(n, _model(q_min, q_max, mean, std))).reshape(shape)
+            continue
+        keep = torch.from_numpy(reader.read_with(n, _mask_model(n, kept))).bool()
+        if int(keep.sum()) != kept:
+            raise ValueError(f"corrupt payload: {name} mask keeps {int(keep.sum())}, record says {kept}")
+        values = torch.zeros(n, dtype=torch.long)
+        values[keep] = torch.from_numpy(reader.read_with(kept, _model(q_min, q_max, mean, std)))
+        out[name] = values.reshape(shape)
     reader.finish()
     return out

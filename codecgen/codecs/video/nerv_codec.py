@@ -9,7 +9,7 @@ LightningModule fits one clip, in two stages chosen by ``stage``:
    with ``loss_weights`` over L1, 1 - MS-SSIM and the 2-D FFT L1 (HNeRV's code default is
    0.7 L1 + 0.3 (1 - SSIM); the boost paper weights 60 x that plus the FFT term). At the
    end, every frame's embedding is computed once and kept (HNeRV);
-2. ``quantize``: quantization-aware fine-tuning with learnable-step quantizers
+2. ``quantize``: optional magnitude pruning (``prune_ratio``), then quantization-aware fine-tuning with learnable-step quantizers
    (``weight_bits`` for decoder weights, ``embed_bits`` for embeddings) and the boost
    paper's consistent entropy minimisation: a per-tensor Gaussian rate, weighted by
    ``rate_lambda`` while above ``target_bits_per_param``.
@@ -71,6 +71,7 @@ class NeRVVideoCodec(Codec):
         embed_bits: int = 6,
         rate_lambda: float = 0.0,
         target_bits_per_param: float = 4.0,
+        prune_ratio: float = 0.0,
         stage: str = "fit",
         init_from: str | None = None,
     ):
@@ -91,14 +92,40 @@ class NeRVVideoCodec(Codec):
         self.weight_bits, self.embed_bits = weight_bits, embed_bits
         self.rate_lambda, self.target_bits_per_param = rate_lambda, target_bits_per_param
         self.stage, self.init_from = stage, init_from
+        if not 0.0 <= prune_ratio < 1.0:
+            raise ValueError(f"prune_ratio must be in [0, 1), got {prune_ratio}")
+        self.prune_ratio = prune_ratio
+        self.prune_masks = nn.Module()  # one 0/1 buffer per pruned weight, named like the quantizers
         self.quantizers = nn.ModuleDict()
         self.rate = GaussianRate()
         # a quantize-stage checkpoint holds quantizer steps: build the quantizers to load them
         self._register_load_state_dict_pre_hook(self._quantizers_for_state)
 
     def _quantizers_for_state(self, state_dict, prefix, *args) -> None:
+        for key, value in state_dict.items():  # pruning masks: buffers of the checkpoint's shapes
+            if key.startswith(prefix + "prune_masks."):
+                self.prune_masks.register_buffer(key[len(prefix + "prune_masks."):], torch.zeros_like(value))
         if not len(self.quantizers) and any(k.startswith(prefix + "quantizers.") for k in state_dict):
             self.build_quantizers()
+
+    @torch.no_grad()
+    def prune(self, ratio: float) -> None:
+        """Magnitude pruning (NeRV's compression pipeline): zero the smallest ``ratio`` of
+        all decoder weight matrices/kernels (biases kept), and keep them zero from now on."""
+        weights = {n: p for n, p in self.decoder.named_parameters() if p.ndim > 1}
+        magnitudes = torch.cat([p.abs().flatten() for p in weights.values()])
+        k = int(ratio * magnitudes.numel())
+        if k == 0:
+            return
+        threshold = magnitudes.float().kthvalue(k).values
+        for name, p in weights.items():
+            mask = (p.abs() > threshold).to(p.dtype)
+            self.prune_masks.register_buffer(_key(name), mask)
+            p.mul_(mask)
+
+    def _masked(self, name: str, p: Tensor) -> Tensor:
+        mask = getattr(self.prune_masks, _key(name), None)
+        return p if mask is None else p * mask
 
     def _set_clip(self, n_frames: int, frame_size: Sequence[int], fps: float) -> None:
         """Size the codec for its clip. With ``train.py`` the clip's shape comes from the data
@@ -133,7 +160,7 @@ class NeRVVideoCodec(Codec):
 
     def _weights(self) -> dict[str, Tensor]:
         """The decoder's parameters, quantized (straight-through) once quantizers exist."""
-        params = dict(self.decoder.named_parameters())
+        params = {n: self._masked(n, p) for n, p in self.decoder.named_parameters()}
         return {n: self.quantizers[_key(n)](p) if _key(n) in self.quantizers else p for n, p in params.items()}
 
     def _embedding(self, index: Tensor) -> Tensor:
@@ -158,6 +185,8 @@ class NeRVVideoCodec(Codec):
             source = hub.load(self.init_from, map_location=self.device)
             self.load_state_dict(source.state_dict(), strict=False)
         self._initialised = True
+        if self.stage == "quantize" and self.prune_ratio > 0 and not len(list(self.prune_masks.buffers())):
+            self.prune(self.prune_ratio)
         if self.stage == "quantize" and not len(self.quantizers):
             self.build_quantizers()
 
@@ -238,7 +267,7 @@ class NeRVVideoCodec(Codec):
         if not len(self.quantizers):
             self.build_quantizers()
         ints, bits, steps = {}, {}, {}
-        named = dict(self.decoder.named_parameters())
+        named = {n: self._masked(n, p) for n, p in self.decoder.named_parameters()}
         if self.hybrid:
             named["embeddings"] = self.embeddings
         for name, p in named.items():
@@ -251,7 +280,8 @@ class NeRVVideoCodec(Codec):
     def compress(self) -> bytes:
         """The fitted clip as ``.cgc`` bytes: decoder spec + coded quantized tensors."""
         ints, bits, steps = self.quantized_integers()
-        records, payload = encode_tensors(ints, bits)
+        masks = {n: getattr(self.prune_masks, _key(n)) for n in ints if hasattr(self.prune_masks, _key(n))}
+        records, payload = encode_tensors(ints, bits, masks)
         for record in records:
             record["step"] = steps[record["name"]]
         header = {"modality": self.modality, "decoder": init_spec(self.decoder), "frames": self.n_frames,
@@ -328,6 +358,7 @@ class DecodedVideo:
 
 def fit_clip(datamodule, decoder: nn.Module, encoder: nn.Module | None, epochs: int, quant_epochs: int,
              lr: float = 1e-3, loss_weights: dict[str, float] | None = None, rate_lambda: float = 0.05,
+             prune_ratio: float = 0.0,
              accelerator: str = "auto", progress: bool = True, callbacks: list | None = None) -> NeRVVideoCodec:
     """Both stages on one clip (``datamodule`` must be set up: ``n_frames``, ``frame_size``,
     ``fps``); returns the quantization-aware codec, ready for ``compress``. What
@@ -343,8 +374,10 @@ def fit_clip(datamodule, decoder: nn.Module, encoder: nn.Module | None, epochs: 
                   loss_weights=loss_weights)
     fitted = NeRVVideoCodec(decoder, encoder, stage="fit", **common)
     trainer(epochs, callbacks).fit(fitted, datamodule)
-    quantized = NeRVVideoCodec(decoder, encoder, stage="quantize", rate_lambda=rate_lambda,
+    quantized = NeRVVideoCodec(decoder, encoder, stage="quantize", rate_lambda=rate_lambda, prune_ratio=prune_ratio,
                                **{**common, "lr": lr / 2})
     quantized.load_state_dict(fitted.state_dict(), strict=False)
+    if prune_ratio > 0:
+        quantized.prune(prune_ratio)
     trainer(quant_epochs).fit(quantized, datamodule)
     return quantized.eval()
