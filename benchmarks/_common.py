@@ -18,6 +18,15 @@ def log(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
+def one_thread() -> None:
+    """Time everything on one thread (two threads on small ops can be far slower here)."""
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process
+        pass
+
+
 def machine_info() -> dict:
     """CPU model, cores usable by this process, torch / Python versions, torch threads."""
     cpu = platform.processor() or "?"

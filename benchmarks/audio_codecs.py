@@ -50,7 +50,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from _common import fmt, plain, table  # noqa: E402
-from _common import machine_info as common_machine_info  # noqa: E402
+from _common import machine_info as common_machine_info, one_thread  # noqa: E402
 
 import codecgen  # noqa: E402
 from codecgen import metrics  # noqa: E402
@@ -576,11 +576,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
-    torch.set_num_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
+    one_thread()
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()

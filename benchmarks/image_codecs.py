@@ -56,12 +56,13 @@ from PIL import Image, features  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from _common import fmt, log, plain, table  # noqa: E402
-from _common import machine_info as common_machine_info  # noqa: E402
+from _common import machine_info as common_machine_info, one_thread  # noqa: E402
 
 import codecgen  # noqa: E402
 from codecgen import metrics  # noqa: E402
 from codecgen.codecs import bitstream  # noqa: E402
 from codecgen.codecs.image.loss_simulation import lost_positions  # noqa: E402
+from codecgen.codecs.image.vqgan_compression import index_payload_bytes  # noqa: E402
 from codecgen.datamodules.image import load_image  # noqa: E402
 
 EXTRA_CROPS = ((0.2, 0.2), (0.8, 0.8), (0.2, 0.8), (0.8, 0.2), (0.5, 0.1), (0.5, 0.9))  # (top, left) fractions
@@ -133,11 +134,9 @@ def bpp(n_bytes: int, crop: int) -> float:
 
 # ----------------------------------------------------------------------------- ours
 def codes_bytes(data: bytes) -> tuple[dict, int]:
-    """(header, entropy-coded index bytes) of a ``.cgc`` file. ``header["codes_bytes"]`` when the
-    header has it; the compact layout writes it only when an alpha plane follows the codes,
-    and otherwise the whole payload is the codes (as ``unpack_grid`` reads it)."""
+    """(header, entropy-coded index bytes) of a ``.cgc`` file."""
     header, payload = bitstream.unpack(data)
-    return header, int(header.get("codes_bytes", len(payload)))
+    return header, index_payload_bytes(header, payload)
 
 
 def bench_ours(model, crops: list[dict], crop: int, loss_sizes: list[int], loss_crops: int) -> dict:
@@ -542,11 +541,7 @@ def main() -> None:
     if args.quick and args.max_images is None:
         args.max_images = 2
 
-    torch.set_num_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
+    one_thread()
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
-from _common import fmt, log, machine_info, plain, table  # noqa: E402
+from _common import fmt, log, machine_info, one_thread, plain, table  # noqa: E402
 from codecgen.codecs.video.nerv_codec import DecodedVideo, fit_clip  # noqa: E402
 from codecgen.datamodules.video import VideoDataModule, load_video, write_video  # noqa: E402
 from codecgen.nn.losses import ms_ssim  # noqa: E402
@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)  # HNeRV: Adam 1e-3
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    one_thread()
     import logging
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # one table, not 16 trainer banners

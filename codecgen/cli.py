@@ -226,7 +226,9 @@ def cmd_compress(args) -> None:
     h, w = image.shape[-2:]
     if not args.quiet:
         size = dst.stat().st_size
-        codes_bytes = header.get("codes_bytes", len(payload))
+        from codecgen.codecs.image.vqgan_compression import index_payload_bytes
+
+        codes_bytes = index_payload_bytes(header, payload)
         print(f"{dst}: {size} bytes, {w}x{h} {mode}, {8 * size / (h * w):.4f} bpp "
               f"(K={header['K']}, {header['entropy']} code model, index payload {8 * codes_bytes / (h * w):.4f} bpp)")
 

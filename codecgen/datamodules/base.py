@@ -19,10 +19,13 @@ class SplitDataModule(L.LightningDataModule):
     # What one item is, and the argument that draws more of them, for the warning below.
     item_name: ClassVar[str] = "samples"
     more_items_hint: ClassVar[str] = "samples_per_epoch"
+    # Drop a short last training batch (random draws lose nothing); False keeps it, so a
+    # module that must see every item each epoch (one video's frames) sees them all.
+    drop_last_train: ClassVar[bool] = True
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        drop_last = train and len(dataset) >= self.batch_size
-        if train and not drop_last:
+        drop_last = train and self.drop_last_train and len(dataset) >= self.batch_size
+        if train and self.drop_last_train and not drop_last:
             rank_zero_warn(
                 f"only {len(dataset)} training {self.item_name} per epoch for batch_size {self.batch_size}: "
                 f"keeping the short batch (raise {self.more_items_hint})"

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from codecgen.datamodules.base import SplitDataModule
 from codecgen.datamodules.image import image_size, load_image, save_image
@@ -462,6 +462,7 @@ class VideoDataModule(SplitDataModule):
 
     item_name = "frames"
     more_items_hint = "epoch_repeats"
+    drop_last_train = False  # no frame may be skipped
 
     def __init__(
         self,
@@ -518,14 +519,3 @@ class VideoDataModule(SplitDataModule):
     def fps(self) -> float:
         self._require_setup()
         return float(self._fps)
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup("fit")
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )

@@ -94,6 +94,15 @@ class RateLevel(nn.Module):
         return self.quantizer.codebook_size
 
 
+def index_payload_bytes(header: dict, payload: bytes) -> int:
+    """Bytes of the entropy-coded indices: the header's ``codes_bytes`` when an alpha plane
+    follows them, else the whole payload."""
+    codes_bytes = header.get("codes_bytes", len(payload))
+    if isinstance(codes_bytes, bool) or not isinstance(codes_bytes, int) or not 0 <= codes_bytes <= len(payload):
+        raise bitstream.BitstreamError("codes_bytes must be an int no larger than the payload")
+    return codes_bytes
+
+
 def _pack_mask(mask: Tensor) -> str:
     bits = np.packbits(mask.reshape(-1).cpu().numpy().astype(np.uint8))
     return base64.b64encode(zlib.compress(bits.tobytes(), 9)).decode("ascii")
@@ -456,9 +465,7 @@ class VQGANCompression(Codec):
         grid_shape = self.grid_shape(h, w)
         if header["entropy"] not in ENTROPY_KINDS:
             raise bitstream.BitstreamError(f"unknown entropy model {header['entropy']!r}")
-        codes_bytes = header.get("codes_bytes", len(payload))
-        if isinstance(codes_bytes, bool) or not isinstance(codes_bytes, int) or not 0 <= codes_bytes <= len(payload):
-            raise bitstream.BitstreamError("codes_bytes must be an int no larger than the payload")
+        codes_bytes = index_payload_bytes(header, payload)
         lost = None
         if "lost" in header:
             if not isinstance(header["lost"], str):
@@ -556,9 +563,10 @@ class VQGANCompression(Codec):
 
     def configure_optimizers(self):
         trainable = set(map(id, self._trainable()))
+        if self.stage == "autoencoder" and self.discriminator is not None:
+            trainable |= set(map(id, self.discriminator.parameters()))
         for p in self.parameters():  # frozen parts get no gradient (and DDP ignores them)
-            p.requires_grad_(id(p) in trainable or (self.stage == "autoencoder" and self.discriminator is not None
-                                                    and any(p is q for q in self.discriminator.parameters())))
+            p.requires_grad_(id(p) in trainable)
         if self.stage == "restorer":
             opt = torch.optim.AdamW(self._trainable(), lr=self.restorer_lr, betas=(0.9, 0.95), weight_decay=0.01)
             return opt
@@ -662,22 +670,21 @@ class VQGANCompression(Codec):
 
     def validation_step(self, batch: Tensor, batch_idx: int):
         x = batch
+        psnr = {}
         for k in self.available_sizes():
             codes = self.encode(x, k)
-            x_hat = self.decode(codes, k)
-            mse = F.mse_loss((x_hat + 1) / 2, (x + 1) / 2)
-            self.log(f"val/psnr_{k}", -10 * torch.log10(mse.clamp(min=1e-10)), batch_size=x.shape[0], sync_dist=True)
+            mse = F.mse_loss((self.decode(codes, k) + 1) / 2, (x + 1) / 2)
+            psnr[k] = -10 * torch.log10(mse.clamp(min=1e-10))
+            self.log(f"val/psnr_{k}", psnr[k], batch_size=x.shape[0], sync_dist=True)
             if self.restorer is not None and self.stage == "restorer":
                 level = self.codebook_sizes.index(k)
-                lost = torch.rand(codes[:, 0].shape, device=x.device, generator=None) < 0.2
+                lost = torch.rand(codes[:, 0].shape, device=x.device) < 0.2
                 restored = self.restorer.restore(codes[:, 0], lost, level, self.restore_steps,
                                                  self.levels[str(k)].quantizer.codebook)
-                x_rest = self.decode(restored[:, None], k)
-                mse = F.mse_loss((x_rest + 1) / 2, (x + 1) / 2)
+                mse = F.mse_loss((self.decode(restored[:, None], k) + 1) / 2, (x + 1) / 2)
                 self.log(f"val/psnr_restored20_{k}", -10 * torch.log10(mse.clamp(min=1e-10)),
                          batch_size=x.shape[0], sync_dist=True)
+        # the headline number: the trained rate, or the smallest one while shrinking
         main = self.trained_size if self.stage != "shrink" else self.codebook_sizes[-1]
-        if main in self.available_sizes():
-            mse = F.mse_loss((self.decode(self.encode(x, main), main) + 1) / 2, (x + 1) / 2)
-            self.log("val/psnr", -10 * torch.log10(mse.clamp(min=1e-10)), prog_bar=True,
-                     batch_size=x.shape[0], sync_dist=True)
+        if main in psnr:
+            self.log("val/psnr", psnr[main], prog_bar=True, batch_size=x.shape[0], sync_dist=True)

@@ -271,7 +271,7 @@ class NeRVVideoCodec(Codec):
         if self.hybrid:
             named["embeddings"] = self.embeddings
         for name, p in named.items():
-            quant = self.quantizers[_key(name) if name != "embeddings" else "embeddings"]
+            quant = self.quantizers[_key(name)]
             ints[name] = quant.integers(p.detach().cpu().float())
             bits[name] = quant.bits
             steps[name] = float(quant.step.detach().abs().clamp(min=1e-8).float().cpu())
