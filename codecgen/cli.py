@@ -306,7 +306,7 @@ def _parse_ints(text: str, what: str) -> list[int]:
 
 
 def cmd_encode_video(args) -> None:
-    from codecgen.codecs.video.nerv_codec import fit_clip
+    from codecgen.codecs.video.nerv_codec import fit_clip, recipe
     from codecgen.datamodules.video import VideoDataModule
     from codecgen.nn.nerv import ConvNeXtEncoder, hnerv_for_budget, nerv_for_budget
 
@@ -323,19 +323,23 @@ def cmd_encode_video(args) -> None:
     factor = math.prod(strides)
     if h % factor or w % factor:
         raise UserError(f"frame size {h}x{w} is not divisible by prod(--strides) = {factor}: pass --size or --strides")
-    extra = {"boosted": args.boosted}
-    if args.boosted:
-        extra["extra_blocks"] = [0] * (len(strides) - 3) + [1, 1, 1][-len(strides):]
+    plan = recipe(args.boosted, args.arch == "hnerv", len(strides))
     if args.arch == "hnerv":
-        decoder = hnerv_for_budget(args.model_size, n, (h, w), strides, embed_channels=args.embed_channels, **extra)
+        decoder = hnerv_for_budget(args.model_size, n, (h, w), strides, embed_channels=args.embed_channels,
+                                   **plan["decoder"])
         encoder = ConvNeXtEncoder(strides=strides, dims=64, depths=1, embed_channels=args.embed_channels)
     else:
-        decoder, encoder = nerv_for_budget(args.model_size, (h, w), strides, **extra), None
-    weights = {"l1": 0.7, "ms_ssim": 0.3, "fft": 0.05 if args.boosted else 0.0}
+        decoder, encoder = nerv_for_budget(args.model_size, (h, w), strides, **plan["decoder"]), None
     start = time.perf_counter()
     if not 0.0 <= args.prune < 1.0:
         raise UserError(f"--prune must be in [0, 1), got {args.prune}")
-    codec = fit_clip(data, decoder, encoder, args.epochs, args.quant_epochs, lr=args.lr, loss_weights=weights,
+    if args.quiet:  # Lightning's banners too, not only the progress bars
+        import logging
+
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    codec = fit_clip(data, decoder, encoder, args.epochs, args.quant_epochs, lr=args.lr or plan["lr"],
+                     optimizer=plan["optimizer"], loss_weights=plan["loss_weights"],
                      prune_ratio=args.prune,
                      accelerator=args.device if args.device != "cpu" else "cpu", progress=not args.quiet)
     data_bytes = codec.compress()
@@ -446,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--model-size", type=float, default=0.5, help="millions of parameters, embeddings included")
     p.add_argument("--arch", choices=("hnerv", "nerv"), default="hnerv")
-    p.add_argument("--boosted", action="store_true", help="the conditional-decoder boost (TAT, sine blocks, FFT loss)")
+    p.add_argument("--boosted", action="store_true",
+                   help="the conditional-decoder boost (TAT, sine blocks, FFT loss, Adan)")
     p.add_argument("--strides", default="4,2,2,2", help="decoder upscale factors; their product divides H and W")
     p.add_argument("--embed-channels", type=int, default=16)
     p.add_argument("--size", default=None, help="resize to HEIGHTxWIDTH first")
@@ -455,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant-epochs", type=int, default=30)
     p.add_argument("--prune", type=float, default=0.0, help="fraction of decoder weights pruned before quantization")
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None, help="fitting lr (default: the paper's, 1e-3 or 3e-3 boosted)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_encode_video, trains=True)
 

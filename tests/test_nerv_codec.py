@@ -158,6 +158,16 @@ def test_encode_video_cli_fits_and_writes(clip_file, tmp_path):
     assert _infer("encode-video", str(clip_file), str(tmp_path / "w.cgc"), "--strides", "5,5", "--quiet") == 2
 
 
+def test_encode_video_cli_boosted_uses_the_boost_recipe(clip_file, tmp_path):
+    out = tmp_path / "b.cgc"
+    assert _infer("encode-video", str(clip_file), str(out), "--model-size", "0.1", "--strides", "4,2,2", "--boosted",
+                  "--epochs", "2", "--quant-epochs", "1", "--quiet") == 0
+    spec = bitstream.read(out)[0]["decoder"]["init_args"]
+    assert spec["boosted"] and spec["k_max"] == 3 and spec["extra_blocks"] == [1, 1, 1]
+    frames = torch.stack(list(DecodedVideo(out.read_bytes()).frames()))
+    assert frames.shape == (T, 3, H, W) and torch.isfinite(frames).all()
+
+
 def test_pruned_weights_stay_zero_through_training_and_the_file(clip_file, tmp_path):
     from codecgen.codecs.video.nerv_codec import fit_clip
     from codecgen.datamodules.video import VideoDataModule

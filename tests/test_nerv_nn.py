@@ -87,21 +87,26 @@ def test_bad_arguments():
         HNeRVDecoder(8, (2, 2), 8, boosted=True)(torch.randn(1, 8, 2, 2))
 
 
-def test_temporal_affine_identity_then_time_dependent():
+def test_temporal_affine_is_a_time_conditioned_residual():
     torch.manual_seed(0)
     tat, time = TemporalAffine(6, 32), TimeEmbedding()
-    x = torch.randn(2, 6, 5, 5)
-    t_emb = time(torch.tensor([0.1, 0.9]))
-    assert torch.equal(tat(x, t_emb), x)
-    opt = torch.optim.Adam([*tat.parameters(), *time.parameters()], lr=1e-2)
-    target = torch.randn(2, 6, 5, 5)
-    for _ in range(3):  # the zero last conv moves first, then gamma/beta get gradients
-        opt.zero_grad()
-        ((tat(x, time(torch.tensor([0.1, 0.9]))) - target) ** 2).mean().backward()
-        opt.step()
-    same_x = x[:1].expand(2, -1, -1, -1)
-    out = tat(same_x, time(torch.tensor([0.1, 0.9])))
-    assert not torch.allclose(out[0], out[1])
+    x = torch.randn(1, 6, 5, 5).expand(2, -1, -1, -1)  # one feature map, two frame times
+    out = tat(x, time(torch.tensor([0.1, 0.9])))
+    assert out.shape == x.shape
+    assert not torch.allclose(out[0], out[1])  # the time changes the output from the start
+    with torch.no_grad():
+        tat.conv1.weight.zero_()
+        tat.conv1.bias.zero_()
+    assert torch.equal(tat(x, time(torch.tensor([0.1, 0.9]))), x)  # x + branch: a residual
+
+
+def test_boosted_trunk_has_a_tat_after_the_stem_and_every_block():
+    model = HNeRVDecoder(8, (2, 2, 2), 16, boosted=True, extra_blocks=(0, 1, 2), k_max=3)
+    trunk = model.trunk
+    assert [len(stage) for stage in trunk.stages] == [len(tats) for tats in trunk.tats] == [1, 2, 3]
+    assert trunk.stem_tat is not None
+    assert max(b.kernel for stage in trunk.stages for b in stage) == 3
+    assert HNeRVDecoder(8, (2, 2, 2), 16).trunk.stem_tat is None
 
 
 @pytest.mark.parametrize("millions", [0.05, 0.2, 1.0])

@@ -11,8 +11,11 @@ A video is overfitted by a decoder that maps a per-frame input to the frame:
   -> 1x1 stem conv -> pixel-shuffle blocks with growing kernels -> RGB.
 Both output ``tanh(x) * 0.5 + 0.5`` in [0, 1], as HNeRV's ``OutImg``. With
 ``boosted=True`` both become the boost paper's conditional decoders: a shared
-``TimeEmbedding`` of t conditions a ``TemporalAffine`` (TAT) after every stage,
-blocks use the sine activation, and ``extra_blocks`` adds stride-1 blocks per stage.
+``TimeEmbedding`` of t conditions a ``TemporalAffine`` (TAT) after the stem and after
+every block, blocks use the sine activation, and ``extra_blocks`` adds stride-1 3x3
+blocks per stage (the boost code's ``dec_blks 1 1 2 2 2``). The boost code also caps
+the boosted HNeRV's kernels at 3x3 (``pshuffel_3x3``): ``k_max=3``, which
+``codecgen.codecs.video.nerv_codec.recipe`` sets.
 
 HNeRV's ``model_size`` counts decoder + all frames' embeddings, so
 ``hnerv_for_budget`` / ``nerv_for_budget`` solve the stem width for a parameter
@@ -22,13 +25,6 @@ Deviations, each for a reason:
 - channel rule as HNeRV's code: ``max(round(prev / reduction), min_channels)``;
   the NeRV baseline uses the same rule and HNeRV's PE path (one linear stem, the
   1x1 conv on the 160-d PE in HNeRV's ``model_all.py``), not NeRV's deeper MLP.
-- ``TemporalAffine`` zero-initialises gamma/beta and its last conv, so a boosted
-  decoder starts as the plain one (the boost code uses default init); t starts to
-  matter after the second optimiser step (the last conv must move first).
-- one TAT per stage (after the stage's last block, extra blocks included), rather
-  than after every single block, to keep the parameter overhead per stage fixed.
-- the boost paper's SNeRV extra blocks are ConvNeXt-style; here they are plain
-  stride-1 3x3 ``NeRVBlock``s (conv -> activation), the same block as elsewhere.
 - ``ConvNeXtEncoder`` ends with a 1x1 conv to ``embed_channels`` (HNeRV instead
   makes its last stage ``embed_channels`` wide) and omits ConvNeXt's layer scale.
 """
@@ -139,23 +135,21 @@ class TimeEmbedding(nn.Module):
 
 
 class _SFT(nn.Module):
-    """x * (1 + gamma(t)) + beta(t), gamma/beta zero-initialised: starts as the identity."""
+    """x * (1 + gamma(t)) + beta(t); gamma and beta are each t_dim -> t_dim -> ReLU ->
+    channels (the boost code's SFT layer: two 1x1 convs on the (B, t_dim, 1, 1) condition)."""
 
     def __init__(self, t_dim: int, channels: int):
         super().__init__()
-        self.gamma = nn.Linear(t_dim, channels)
-        self.beta = nn.Linear(t_dim, channels)
-        for layer in (self.gamma, self.beta):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.gamma = nn.Sequential(nn.Linear(t_dim, t_dim), nn.ReLU(), nn.Linear(t_dim, channels))
+        self.beta = nn.Sequential(nn.Linear(t_dim, t_dim), nn.ReLU(), nn.Linear(t_dim, channels))
 
     def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:
-        return x * (1 + self.gamma(t_emb)[:, :, None, None]) + self.beta(t_emb)[:, :, None, None]
+        return torch.addcmul(self.beta(t_emb)[:, :, None, None], x, 1 + self.gamma(t_emb)[:, :, None, None])
 
 
 class TemporalAffine(nn.Module):
     """The boost paper's TAT: x + conv3(SFT1(GELU(conv3(SFT0(x, t))))), where t is the
-    ``TimeEmbedding`` of the frame. The last conv is zero-initialised (identity at init)."""
+    ``TimeEmbedding`` of the frame. PyTorch's default init, as the boost code."""
 
     def __init__(self, channels: int, t_dim: int = 32):
         super().__init__()
@@ -163,8 +157,6 @@ class TemporalAffine(nn.Module):
         self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
         self.sft1 = _SFT(t_dim, channels)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        nn.init.zeros_(self.conv1.weight)
-        nn.init.zeros_(self.conv1.bias)
 
     def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:
         if t_emb.ndim != 2 or t_emb.shape[0] != x.shape[0]:
@@ -239,34 +231,38 @@ class ConvNeXtEncoder(nn.Module):
 
 
 class _UpStages(nn.Module):
-    """The shared decoder trunk: per stage an upsampling NeRVBlock, ``extra`` stride-1
-    3x3 blocks, and (boosted) a TAT; then the 3x3 head and tanh * 0.5 + 0.5."""
+    """The shared decoder trunk: per stage an upsampling NeRVBlock and ``extra`` stride-1
+    3x3 blocks; then the 3x3 head and tanh * 0.5 + 0.5. Boosted: a TAT after the stem and
+    after every block (the boost code's ``res_sft`` in every NeRV block)."""
 
     def __init__(self, in_ch, widths, strides, kernels, activation, extra, boosted, time_kwargs):
         super().__init__()
         self.stages = nn.ModuleList()
-        self.tats = nn.ModuleList()
         self.time = TimeEmbedding(**time_kwargs) if boosted else None
+        self.stem_tat = TemporalAffine(in_ch, self.time.out_dim) if boosted else None
+        self.tats = nn.ModuleList()  # per stage, one TAT per block (boosted)
         width = in_ch
         for out, s, k, n_extra in zip(widths, strides, kernels, extra):
             blocks = [NeRVBlock(width, out, k, s, activation)]
             blocks += [NeRVBlock(out, out, 3, 1, activation) for _ in range(n_extra)]
             self.stages.append(nn.Sequential(*blocks))
             if boosted:
-                self.tats.append(TemporalAffine(out, self.time.out_dim))
+                self.tats.append(nn.ModuleList(TemporalAffine(out, self.time.out_dim) for _ in blocks))
             width = out
         self.head = nn.Conv2d(width, 3, 3, padding=1)
 
     def forward(self, x: Tensor, t: Tensor | None) -> Tensor:
-        t_emb = None
-        if self.time is not None:
+        if self.time is None:
+            for stage in self.stages:
+                x = stage(x)
+        else:
             if t is None:
                 raise ValueError("a boosted decoder needs the frame positions t (B,)")
             t_emb = self.time(t.to(x.dtype))
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if t_emb is not None:
-                x = self.tats[i](x, t_emb)
+            x = self.stem_tat(x, t_emb)
+            for stage, tats in zip(self.stages, self.tats):
+                for block, tat in zip(stage, tats):
+                    x = tat(block(x), t_emb)
         return torch.tanh(self.head(x)) * 0.5 + 0.5
 
 
