@@ -46,7 +46,7 @@ video-corpus: setup
 	$(PY) -m codecgen.datamodules.prepare video --out data/video
 
 # The main job end to end: corpus, a HiFi-Codec, infer.py encode/decode, a table against Opus.
-demo: corpus image-corpus
+demo: corpus image-corpus video-corpus
 	$(PY) scripts/demo.py
 
 demo-train: corpus

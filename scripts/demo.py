@@ -9,7 +9,9 @@
 4. images: a held-out photo crop compressed with the shipped VQGAN codec at every
    codebook size through ``infer.py compress`` / ``decompress`` (one file also damaged,
    20% of its indices lost, and restored), next to WebP at 1/4 resolution and JPEG 2000
-   at their lowest rates.
+   at their lowest rates;
+5. video: an HNeRV fitted to 24 frames of a held-out clip at 64x64 (about a minute)
+   with ``infer.py encode-video``, decoded with ``decode-video``, next to x265.
 """
 
 from __future__ import annotations
@@ -133,6 +135,45 @@ def image_demo(corpus: Path) -> None:
     print("(bpp from whole files, headers included; benchmarks/image_codecs.py has the full comparison)")
 
 
+def video_demo(corpus: Path) -> None:
+    import math
+    import re
+
+    from codecgen.datamodules.video import load_video, write_video
+
+    clip = corpus / "val" / "zoom_skimage_astronaut.mkv"
+    if not clip.is_file():
+        print("(no video corpus: video part skipped; `make video-corpus`)")
+        return
+    small = OUT / "clip_64.mkv"
+    write_video(load_video(clip, 0, 24, size=(64, 64)), small, fps=25.0)
+    ref = load_video(small)
+    n, _, h, w = ref.shape
+    print(f"\n== video: {n} frames of held-out {clip.name} at {w}x{h}, HNeRV fitted now ==", flush=True)
+    infer = [sys.executable, "infer.py"]
+    coded, back = OUT / "clip.cgc", OUT / "clip_back.mkv"
+    fit_s = run(infer + ["encode-video", str(small), str(coded), "--model-size", "0.05", "--strides", "4,2,2,2",
+                         "--epochs", "150", "--quant-epochs", "10", "--overwrite", "--quiet"])
+    run(infer + ["decode-video", str(coded), str(back), "--overwrite", "--quiet"])
+
+    def psnr(video: torch.Tensor) -> float:
+        return -10 * math.log10(max(float(((video - ref) ** 2).mean()), 1e-12))
+
+    rows = [(f"HNeRV 0.05 M (fitted in {fit_s:.0f} s)", coded.stat().st_size, psnr(load_video(back)))]
+    for crf in (18, 28):
+        hevc, hevc_back = OUT / f"clip_x265_crf{crf}.hevc", OUT / f"clip_x265_crf{crf}.mkv"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(small), "-c:v", "libx265", "-preset", "slow", "-crf",
+                        str(crf), "-pix_fmt", "yuv420p", "-x265-params", "log-level=error", "-f", "hevc", str(hevc)],
+                       check=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(hevc), "-c:v", "ffv1", "-pix_fmt", "bgr0",
+                        str(hevc_back)], check=True)
+        rows.append((f"x265 slow crf {crf}", hevc.stat().st_size, psnr(load_video(hevc_back))))
+    print(f"{'codec':42}{'bytes':>7}{'bpp':>8}{'PSNR':>8}")
+    for name, size, value in rows:
+        print(f"{re.sub(' +', ' ', name):42}{size:7d}{8 * size / (n * h * w):8.4f}{value:8.2f}")
+    print("(24 frames are too few for a network to pay for itself: benchmarks/video_codecs.py has the full comparison)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", action="store_true", help="train a small model now even if one is shipped")
@@ -190,6 +231,7 @@ def main() -> None:
           f"Opus speeds include ffmpeg start-up; kbps of Opus includes its Ogg container)")
     print(f"files: {OUT}")
     image_demo(ROOT / "data" / "images")
+    video_demo(ROOT / "data" / "video")
 
 
 if __name__ == "__main__":
