@@ -278,20 +278,24 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     clips = sorted({r["clip"] for r in rows})
+    codecs = sorted({r["codec"] for r in rows})
+    colour = {codec: f"C{i}" for i, codec in enumerate(codecs)}  # one colour per codec in both rows
+    sizes = sorted({r["setting"] for r in rows if r["curve"]})
     fig, axes = plt.subplots(2, len(clips), figsize=(6 * len(clips), 9), squeeze=False)
     for j, clip in enumerate(clips):
         ax = axes[0][j]
-        for codec in sorted({r["codec"] for r in rows}):
+        for codec in codecs:
             pts = sorted((r["bpp"], r["psnr"]) for r in rows if r["clip"] == clip and r["codec"] == codec)
-            ax.plot(*zip(*pts), marker="o", label=codec)
+            ax.plot(*zip(*pts), marker="o", color=colour[codec], label=codec)
         ax.set(xscale="log", xlabel="bpp", ylabel="RGB PSNR (dB)", title=clip)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax = axes[1][j]
         for r in rows:
             if r["clip"] == clip and r["curve"]:
-                ax.plot(*zip(*r["curve"]), marker=".", label=f"{r['codec']} {r['setting']}")
-        ax.set(xlabel="epoch", ylabel="PSNR (dB)", title=f"{clip}: convergence")
+                ax.plot(*zip(*r["curve"]), marker=".", color=colour[r["codec"]],
+                        linestyle=("-", "--", ":")[sizes.index(r["setting"]) % 3], label=f"{r['codec']} {r['setting']}")
+        ax.set(xlabel="epoch", ylabel="PSNR (dB)", title=f"{clip}: convergence (fit stage)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
