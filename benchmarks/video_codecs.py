@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,16 +35,13 @@ import torch  # noqa: E402
 
 from _common import fmt, log, machine_info, one_thread, plain, table  # noqa: E402
 from codecgen.codecs.video.nerv_codec import DecodedVideo, fit_clip, recipe  # noqa: E402
-from codecgen.datamodules.video import VideoDataModule, load_video, write_video  # noqa: E402
+from codecgen.datamodules.video import VideoDataModule, classical_round_trip, load_video, write_video  # noqa: E402
+from codecgen.metrics import psnr  # noqa: E402
 from codecgen.nn.losses import ms_ssim  # noqa: E402
 from codecgen.nn.nerv import ConvNeXtEncoder, hnerv_for_budget, nerv_for_budget  # noqa: E402
 
 ARCHS = ("nerv", "nerv-boosted", "hnerv", "hnerv-boosted")
 CRFS = (3, 8, 13, 18, 23, 28, 38, 48)  # low CRFs reach the networks' bpp on short clips
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return -10 * math.log10(max(float(((a - b) ** 2).mean()), 1e-12))
 
 
 def msssim(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -93,14 +89,18 @@ def bench_model(arch, size_m, clip_path, frames, args, strides):
                      accelerator="cpu", progress=False, callbacks=[curve])
     encode_s = time.perf_counter() - t0
     blob = codec.compress()
-    video = DecodedVideo(blob)
-    list(video.frames(0, min(4, n)))  # warm-up
-    t0 = time.perf_counter()
-    decoded = torch.stack(list(video.frames()))
-    decode_fps = n / (time.perf_counter() - t0)
+    decoded, decode_fps = timed_decode(DecodedVideo(blob))
     return {"codec": arch, "setting": f"{size_m:g} M", "params": codec.n_coded_params(),
             "bpp": 8 * len(blob) / (n * h * w), "psnr": psnr(decoded, frames), "ms_ssim": msssim(decoded, frames),
             "encode_s": encode_s, "decode_fps": decode_fps, "curve": curve.curve}
+
+
+def timed_decode(video: DecodedVideo) -> tuple[torch.Tensor, float]:
+    """Every frame of ``video`` (after a warm-up of a few frames) and the decode fps."""
+    list(video.frames(0, min(4, video.n_frames)))
+    t0 = time.perf_counter()
+    decoded = torch.stack(list(video.frames()))
+    return decoded, video.n_frames / (time.perf_counter() - t0)
 
 
 def decode_speed(arch: str, side: int, size_m: float, n: int, strides: list[int]) -> dict:
@@ -114,30 +114,16 @@ def decode_speed(arch: str, side: int, size_m: float, n: int, strides: list[int]
     codec = NeRVVideoCodec(decoder, encoder, n_frames=n, frame_size=(side, side), fps=25.0)
     with torch.no_grad():
         codec.embeddings.normal_()
-    video = DecodedVideo(codec.compress())
-    list(video.frames(0, min(8, n)))  # warm-up
-    t0 = time.perf_counter()
-    list(video.frames())
-    return {"codec": arch, "params": codec.n_coded_params(), "fps": n / (time.perf_counter() - t0)}
+    _, fps = timed_decode(DecodedVideo(codec.compress()))
+    return {"codec": arch, "params": codec.n_coded_params(), "fps": fps}
 
 
 def bench_classical(encoder: str, crf: int, source: Path, frames: torch.Tensor, tmp: Path) -> dict:
     n, _, h, w = frames.shape
-    fmt_name = "h264" if encoder == "libx264" else "hevc"
-    out = tmp / f"{encoder}_{crf}.{fmt_name}"
-    extra = ["-x265-params", "log-level=error:pools=1:frame-threads=1"] if encoder == "libx265" else ["-threads", "1"]
-    t0 = time.perf_counter()
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c:v", encoder, "-preset", "slow", "-crf",
-                    str(crf), "-pix_fmt", "yuv420p", *extra, "-f", fmt_name, str(out)], check=True)
-    encode_s = time.perf_counter() - t0
-    back = tmp / f"{encoder}_{crf}_back.mkv"
-    t0 = time.perf_counter()
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-threads", "1", "-i", str(out), "-c:v", "ffv1",
-                    "-pix_fmt", "bgr0", str(back)], check=True)
-    decode_s = time.perf_counter() - t0
-    decoded = load_video(back)[:n]
+    coded, decoded, encode_s, decode_s = classical_round_trip(source, tmp, encoder, crf)
+    decoded = decoded[:n]
     return {"codec": encoder.replace("lib", ""), "setting": f"crf {crf}", "params": None,
-            "bpp": 8 * out.stat().st_size / (n * h * w), "psnr": psnr(decoded, frames),
+            "bpp": 8 * coded.stat().st_size / (n * h * w), "psnr": psnr(decoded, frames),
             "ms_ssim": msssim(decoded, frames), "encode_s": encode_s, "decode_fps": n / decode_s, "curve": []}
 
 

@@ -76,6 +76,17 @@ def _load_model(name: str, modality: str, device: str):
     return model
 
 
+def _open_coded(args, outputs) -> tuple[Path, dict, bytes, object]:
+    """A decode command's start: check the output (a form in ``outputs``, not an input, not
+    overwritten unasked), read the .cgc and load the model for its modality."""
+    src, dst = Path(args.input), Path(args.output)
+    if dst.suffix.lower() not in outputs:
+        raise UserError(f"unsupported output format {dst.suffix!r}: use one of {', '.join(outputs)}")
+    _check_output(dst, args.overwrite, [src])
+    header, payload = bitstream.read(src)
+    return dst, header, payload, _load_model(args.model, header.get("modality", "?"), args.device)
+
+
 def _temp_path(target: Path, suffix: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
@@ -123,12 +134,7 @@ def cmd_decode(args) -> None:
 
     from codecgen.datamodules.audio import iter_audio_chunks
 
-    src, dst = Path(args.input), Path(args.output)
-    if dst.suffix.lower() not in AUDIO_OUTPUTS:
-        raise UserError(f"unsupported output format {dst.suffix!r}: use one of {', '.join(AUDIO_OUTPUTS)}")
-    _check_output(dst, args.overwrite, [src])
-    header, payload = bitstream.read(src)
-    model = _load_model(args.model, header.get("modality", "?"), args.device)
+    dst, header, payload, model = _open_coded(args, AUDIO_OUTPUTS)
     codes = model.unpack_codes(header, payload)
     chunk_frames = model.chunk_plan()[0] // model.hop_length
     pieces = _progress(model.decode_chunks(codes, header["length"]), math.ceil(codes.shape[-1] / chunk_frames),
@@ -236,19 +242,14 @@ def cmd_compress(args) -> None:
 def cmd_decompress(args) -> None:
     from codecgen.datamodules.image import save_image
 
-    src, dst = Path(args.input), Path(args.output)
-    if dst.suffix.lower() not in IMAGE_OUTPUTS:
-        raise UserError(f"unsupported output format {dst.suffix!r}: use one of {', '.join(IMAGE_OUTPUTS)}")
-    _check_output(dst, args.overwrite, [src])
-    header, payload = bitstream.read(src)
-    model = _load_model(args.model, header.get("modality", "?"), args.device)
+    dst, header, payload, model = _open_coded(args, IMAGE_OUTPUTS)
     grid, lost, alpha = model.unpack_grid(header, payload)
     (width, height), k, mode = header["size"], header["K"], header.get("mode", "RGB")
     if lost is not None:
         n_lost = int(lost.sum())
         if not args.quiet:
             action = "restoring them" if args.restore else "filling them with the most frequent index (--restore repairs them)"
-            print(f"{src}: {n_lost} of {lost.numel()} indices were lost; {action}", file=sys.stderr)
+            print(f"{args.input}: {n_lost} of {lost.numel()} indices were lost; {action}", file=sys.stderr)
         update, close = _block_progress(model.n_blocks(height, width), "restore", args.quiet)
         try:
             grid = model.fill_lost(grid, lost, k, args.restore, progress=update)

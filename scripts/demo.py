@@ -136,10 +136,7 @@ def image_demo(corpus: Path) -> None:
 
 
 def video_demo(corpus: Path) -> None:
-    import math
-    import re
-
-    from codecgen.datamodules.video import load_video, write_video
+    from codecgen.datamodules.video import classical_round_trip, load_video, write_video
 
     clip = corpus / "val" / "zoom_skimage_astronaut.mkv"
     if not clip.is_file():
@@ -156,21 +153,13 @@ def video_demo(corpus: Path) -> None:
                          "--epochs", "150", "--quant-epochs", "10", "--overwrite", "--quiet"])
     run(infer + ["decode-video", str(coded), str(back), "--overwrite", "--quiet"])
 
-    def psnr(video: torch.Tensor) -> float:
-        return -10 * math.log10(max(float(((video - ref) ** 2).mean()), 1e-12))
-
-    rows = [(f"HNeRV 0.03 M (fitted in {fit_s:.0f} s)", coded.stat().st_size, psnr(load_video(back)))]
+    rows = [(f"HNeRV 0.03 M (fitted in {fit_s:.0f} s)", coded.stat().st_size, metrics.psnr(ref, load_video(back)))]
     for crf in (13, 18, 28):
-        hevc, hevc_back = OUT / f"clip_x265_crf{crf}.hevc", OUT / f"clip_x265_crf{crf}.mkv"
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(small), "-c:v", "libx265", "-preset", "slow", "-crf",
-                        str(crf), "-pix_fmt", "yuv420p", "-x265-params", "log-level=error", "-f", "hevc", str(hevc)],
-                       check=True)
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(hevc), "-c:v", "ffv1", "-pix_fmt", "bgr0",
-                        str(hevc_back)], check=True)
-        rows.append((f"x265 slow crf {crf}", hevc.stat().st_size, psnr(load_video(hevc_back))))
+        hevc, decoded, _, _ = classical_round_trip(small, OUT, "libx265", crf)
+        rows.append((f"x265 slow crf {crf}", hevc.stat().st_size, metrics.psnr(ref, decoded)))
     print(f"{'codec':42}{'bytes':>7}{'bpp':>8}{'PSNR':>8}")
     for name, size, value in rows:
-        print(f"{re.sub(' +', ' ', name):42}{size:7d}{8 * size / (n * h * w):8.4f}{value:8.2f}")
+        print(f"{name:42}{size:7d}{8 * size / (n * h * w):8.4f}{value:8.2f}")
     print("(24 frames are too few for a network to pay for itself: benchmarks/video_codecs.py has the full comparison)")
 
 

@@ -15,6 +15,7 @@ pytest.importorskip("av")
 
 from codecgen.datamodules.video import (  # noqa: E402
     VideoDataModule,
+    classical_round_trip,
     load_video,
     parse_frame_range,
     probe_video,
@@ -60,6 +61,18 @@ def test_round_trips(clips):
     assert _psnr(y, x) > 35
     for p in paths.values():  # no temporary files left behind
         assert not [q for q in p.parent.iterdir() if q.name.startswith(".")]
+
+
+def test_classical_round_trip_quality_falls_with_crf(clips, tmp_path):
+    x, paths = clips
+    results = {}
+    for crf in (10, 40):
+        coded, decoded, encode_s, decode_s = classical_round_trip(paths["mkv"], tmp_path, "libx265", crf)
+        assert decoded.shape == x.shape and encode_s > 0 and decode_s > 0
+        results[crf] = (coded.stat().st_size, _psnr(decoded, x))
+    assert results[10][0] > results[40][0] and results[10][1] > results[40][1] > 20
+    with pytest.raises(ValueError, match="libx264 or libx265"):
+        classical_round_trip(paths["mkv"], tmp_path, "libvpx", 30)
 
 
 def test_probe(clips):

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -519,3 +521,26 @@ class VideoDataModule(SplitDataModule):
     def fps(self) -> float:
         self._require_setup()
         return float(self._fps)
+
+
+def classical_round_trip(source: str | Path, out_dir: str | Path, encoder: str, crf: int,
+                         preset: str = "slow") -> tuple[Path, torch.Tensor, float, float]:
+    """The classical anchor on one clip: ``encoder`` (``libx264`` or ``libx265``) at ``crf``,
+    4:2:0, one thread, written as a raw bitstream (no container bytes in its size), then
+    decoded back. Returns (bitstream path, decoded frames (N, 3, H, W), encode s, decode s)."""
+    stream_format = {"libx264": "h264", "libx265": "hevc"}.get(encoder)
+    if stream_format is None:
+        raise ValueError(f"encoder must be libx264 or libx265, got {encoder!r}")
+    out_dir = Path(out_dir)
+    coded, back = out_dir / f"{encoder}_crf{crf}.{stream_format}", out_dir / f"{encoder}_crf{crf}_back.mkv"
+    one_thread = (["-x265-params", "log-level=error:pools=1:frame-threads=1"] if encoder == "libx265"
+                  else ["-threads", "1"])
+    start = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c:v", encoder, "-preset", preset, "-crf",
+                    str(crf), "-pix_fmt", "yuv420p", *one_thread, "-f", stream_format, str(coded)], check=True)
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-threads", "1", "-i", str(coded), "-c:v", "ffv1",
+                    "-pix_fmt", "bgr0", str(back)], check=True)
+    decode_s = time.perf_counter() - start
+    return coded, load_video(back), encode_s, decode_s
