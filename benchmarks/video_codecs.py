@@ -2,7 +2,7 @@
 x264 and x265 on held-out clips of the default video corpus, in one run.
 
 For each clip (resized, first N frames) and each model size: fit with ``fit_clip`` (the
-code path of ``infer.py encode-video``) using each paper's recipe (``nerv_codec.recipe``:
+code path of ``infer.py encode-video``) using each paper's recipe (``nerv.recipe``:
 Adam 1e-3 for NeRV / HNeRV; Adan 3e-3, TAT, sine, extra blocks and the FFT loss for the
 boost), write the real ``.cgc`` file, decode it with ``DecodedVideo`` (what ``infer.py
 decode-video`` runs): bpp from the file size over frames x H x W, RGB PSNR and MS-SSIM,
@@ -34,7 +34,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
 from _common import fmt, log, machine_info, one_thread, plain, table  # noqa: E402
-from codecgen.codecs.video.nerv_codec import DecodedVideo, fit_clip, recipe  # noqa: E402
+from codecgen.codecs.video.nerv import DecodedVideo, fit_clip, recipe  # noqa: E402
 from codecgen.datamodules.video import VideoDataModule, classical_round_trip, load_video, write_video  # noqa: E402
 from codecgen.metrics import psnr  # noqa: E402
 from codecgen.nn.losses import ms_ssim  # noqa: E402
@@ -107,7 +107,7 @@ def decode_speed(arch: str, side: int, size_m: float, n: int, strides: list[int]
     """Decode fps of a ``size_m`` M model at ``side`` x ``side`` through the real file path
     (compress -> ``DecodedVideo``). Speed does not depend on the weights' values, so the
     model is not fitted: this measures any clip of this shape."""
-    from codecgen.codecs.video.nerv_codec import NeRVVideoCodec
+    from codecgen.codecs.video.nerv import NeRVVideoCodec
 
     torch.manual_seed(0)
     decoder, encoder, _ = build(arch, size_m, n, (side, side), strides)

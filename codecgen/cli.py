@@ -307,7 +307,7 @@ def _parse_ints(text: str, what: str) -> list[int]:
 
 
 def cmd_encode_video(args) -> None:
-    from codecgen.codecs.video.nerv_codec import fit_clip, recipe
+    from codecgen.codecs.video.nerv import fit_clip, recipe
     from codecgen.datamodules.video import VideoDataModule
     from codecgen.nn.nerv import ConvNeXtEncoder, hnerv_for_budget, nerv_for_budget
 
@@ -368,7 +368,7 @@ def cmd_pack_video(args) -> None:
 
 
 def cmd_decode_video(args) -> None:
-    from codecgen.codecs.video.nerv_codec import DecodedVideo
+    from codecgen.codecs.video.nerv import DecodedVideo
     from codecgen.datamodules.video import parse_frame_range, write_video
 
     src, dst = Path(args.input), Path(args.output)

@@ -3,7 +3,7 @@
 - ``load(path)``: a Lightning ``.ckpt`` (read with ``torch.load(weights_only=True)``), a
   folder written by ``export`` (``config.json`` + ``model.safetensors``), or the name of
   a folder the project ships under ``checkpoints/`` (e.g. ``"hificodec-16k"``).
-  The model is rebuilt from the spec it carries (``codecgen.nn.config``) and returned
+  The model is rebuilt from the spec it carries (``codecgen.config``) and returned
   in eval mode.
 - ``export(model, folder)``: the inference weights only (no discriminators, no
   optimizer state) as safetensors, and the spec as JSON. No pickle anywhere.
@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from codecgen.nn.config import build
+from codecgen.config import build
+from codecgen.module import Module
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -57,7 +58,7 @@ def _load_ckpt(path: Path, map_location):
         raise ValueError(f"cannot read checkpoint {path}: {error}") from None
     if not isinstance(checkpoint, dict) or "codecgen_spec" not in checkpoint:
         raise ValueError(f"{path} is not a codecgen checkpoint (no model spec inside)")
-    model = build(checkpoint["codecgen_spec"])
+    model = build(checkpoint["codecgen_spec"], allowed=(Module,))
     missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
     # a checkpoint from before the model had a code prior: the prior stays unfitted
     missing = [k for k in missing if not k.startswith("code_prior.")]
@@ -75,7 +76,7 @@ def _load_folder(path: Path, map_location):
         spec = config["spec"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{config_path} is not a valid codecgen config: {error}") from None
-    model = build(spec)
+    model = build(spec, allowed=(Module,))
     state = load_file(str(weights_path), device=str(map_location))
     missing, unexpected = model.load_state_dict(state, strict=False)
     inference_prefixes = tuple(f"{name}." for name in model.inference_modules)
@@ -119,7 +120,7 @@ def export(model, folder: str | os.PathLike, overwrite: bool = False, half: bool
         "modality": model.modality,
         "spec": model.spec(inference_only=True),
         "weights_hash": model.weights_hash(),
-        "bitrate_bps": model.bitrate(),
+        "rate": model.nominal_rate(),  # {"value", "unit"}; None for a model without a fixed rate
     }
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

@@ -1,4 +1,4 @@
-"""Tests for codecgen.nn.audio, codecgen.nn.discriminators and codecgen.nn.losses (CPU, tiny sizes)."""
+"""Tests for codecgen.nn.hifigan, codecgen.nn.discriminators and codecgen.nn.losses (CPU, tiny sizes)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torchaudio
 from torch.nn.utils import parametrize
 
-from codecgen.nn.audio import HiFiCodecEncoder, HiFiGANGenerator, ResBlock1
+from codecgen.nn.hifigan import HiFiCodecEncoder, HiFiGANGenerator, ResBlock1
 from codecgen.nn.discriminators import (
     DiscriminatorGroup,
     MultiPeriodDiscriminator,

@@ -12,7 +12,7 @@ import yaml
 import codecgen
 from codecgen.codecs.audio.hificodec import HiFiCodec
 from codecgen.datamodules.signals import espeak
-from codecgen.nn.config import build
+from codecgen.config import build
 from tests.conftest import ROOT, TINY_CONFIG, train_tiny
 
 torch.set_num_threads(1)

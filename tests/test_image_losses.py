@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from codecgen import metrics as M
-from codecgen.nn.config import build, init_spec
+from codecgen.config import build, init_spec
 from codecgen.nn.discriminators import PatchGANDiscriminator
 from codecgen.nn.losses import (
     GradientLoss,

@@ -1,4 +1,4 @@
-"""Tests for Language-Codec's parts in codecgen.nn.audio: EnCodec's SEANet encoder and the
+"""Tests for Language-Codec's parts in codecgen.nn.seanet and codecgen.nn.vocos: EnCodec's SEANet encoder and the
 Vocos decoder (AdaLayerNorm, ConvNeXt backbone, iSTFT head). CPU, tiny sizes."""
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codecgen.nn.audio import (
+from codecgen.nn.seanet import SEANetEncoder
+from codecgen.nn.vocos import (
     ISTFT,
     AdaLayerNorm,
-    ConvNeXtBlock,
     ISTFTHead,
-    SEANetEncoder,
     VocosBackbone,
+    VocosBlock,
     VocosDecoder,
 )
-from codecgen.nn.config import build, init_spec
+from codecgen.config import build, init_spec
 from codecgen.nn.losses import MultiResolutionMelLoss
 from tests.conftest import n_params, sine_sweep
 
@@ -116,10 +116,10 @@ def test_ada_layer_norm_conditions_on_the_id():
 
 def test_convnext_block_shapes_and_layer_scale():
     x = torch.randn(2, 16, 9)
-    block = ConvNeXtBlock(16, 32, 0.5)
+    block = VocosBlock(16, 32, 0.5)
     assert block(x).shape == x.shape and torch.allclose(block.gamma, torch.full((16,), 0.5))
-    assert ConvNeXtBlock(16, 32, None).gamma is None
-    ada = ConvNeXtBlock(16, 32, 0.1, adanorm_num_embeddings=3)
+    assert VocosBlock(16, 32, None).gamma is None
+    ada = VocosBlock(16, 32, 0.1, adanorm_num_embeddings=3)
     assert ada(x, torch.tensor([0, 2])).shape == x.shape
     with pytest.raises(ValueError):
         ada(x)

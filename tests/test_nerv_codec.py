@@ -7,8 +7,8 @@ import torch
 import lightning as L
 
 from codecgen.codecs import bitstream
-from codecgen.codecs.video.nerv_codec import DecodedVideo, NeRVVideoCodec
-from codecgen.nn.nerv import ConvNeXtEncoder, HNeRVDecoder, NeRVGenerator
+from codecgen.codecs.video.nerv import DecodedVideo, NeRVVideoCodec
+from codecgen.nn.nerv import ConvNeXtEncoder, HNeRVDecoder, NeRVDecoder
 
 T, H, W = 6, 32, 32
 
@@ -43,7 +43,7 @@ def _codec(kind: str, stage: str = "fit", init_from=None, **kw) -> NeRVVideoCode
         decoder = HNeRVDecoder(embed_channels=4, strides=strides, stem_channels=24, boosted=kind.endswith("boosted"))
         encoder = ConvNeXtEncoder(strides=strides, dims=8, depths=1, embed_channels=4)
     else:
-        decoder = NeRVGenerator(frame_size=(H, W), strides=strides, stem_channels=24, boosted=kind.endswith("boosted"))
+        decoder = NeRVDecoder(frame_size=(H, W), strides=strides, stem_channels=24, boosted=kind.endswith("boosted"))
         encoder = None
     return NeRVVideoCodec(decoder, encoder, n_frames=T, frame_size=(H, W), fps=10.0, lr=3e-3, stage=stage,
                           init_from=init_from, **kw)
@@ -169,7 +169,7 @@ def test_encode_video_cli_boosted_uses_the_boost_recipe(clip_file, tmp_path):
 
 
 def test_pruned_weights_stay_zero_through_training_and_the_file(clip_file, tmp_path):
-    from codecgen.codecs.video.nerv_codec import fit_clip
+    from codecgen.codecs.video.nerv import fit_clip
     from codecgen.datamodules.video import VideoDataModule
 
     data = VideoDataModule(video=str(clip_file), batch_size=2)

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from codecgen.nn.config import build, init_spec
+from codecgen.config import build, init_spec
 from codecgen.nn.nerv import (
     ConvNeXtEncoder,
     HNeRVDecoder,
     NeRVBlock,
-    NeRVGenerator,
+    NeRVDecoder,
     PositionalEncoding,
     TemporalAffine,
     TimeEmbedding,
@@ -28,8 +28,8 @@ T4 = torch.tensor([0.0, 0.25, 0.5, 0.75])
 
 def _models():
     return {
-        "nerv": NeRVGenerator((32, 32), (2, 2, 2), 16),
-        "nerv_boosted": NeRVGenerator((32, 32), (2, 2, 2), 16, boosted=True, extra_blocks=(0, 1, 1)),
+        "nerv": NeRVDecoder((32, 32), (2, 2, 2), 16),
+        "nerv_boosted": NeRVDecoder((32, 32), (2, 2, 2), 16, boosted=True, extra_blocks=(0, 1, 1)),
         "hnerv": HNeRVDecoder(8, (2, 2, 2), 16),
         "hnerv_boosted": HNeRVDecoder(8, (2, 2, 2), 16, boosted=True, extra_blocks=(0, 1, 1)),
     }
@@ -78,7 +78,7 @@ def test_kernels_grow_and_channels_shrink_with_floor():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="divisible"):
-        NeRVGenerator((30, 32), (2, 2, 2), 8)
+        NeRVDecoder((30, 32), (2, 2, 2), 8)
     with pytest.raises(ValueError, match="extra_blocks"):
         HNeRVDecoder(8, (2, 2), 8, extra_blocks=(1,))
     with pytest.raises(ValueError, match="activation"):

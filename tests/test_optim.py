@@ -4,8 +4,8 @@ use by the boosted video recipe."""
 import pytest
 import torch
 
-from codecgen.codecs.video.nerv_codec import NeRVVideoCodec, recipe
-from codecgen.nn.nerv import NeRVGenerator
+from codecgen.codecs.video.nerv import NeRVVideoCodec, recipe
+from codecgen.nn.nerv import NeRVDecoder
 from codecgen.nn.optim import Adan
 
 torch.set_num_threads(1)
@@ -54,7 +54,7 @@ def test_recipes_follow_the_papers():
     assert boosted["decoder"] == {"boosted": True, "extra_blocks": [0, 0, 1, 1, 1], "k_max": 3}
     assert boosted["loss_weights"]["fft"] > 0 == plain["loss_weights"]["fft"]
     assert recipe(True, False, 2)["decoder"] == {"boosted": True, "extra_blocks": [1, 1]}
-    decoder = NeRVGenerator((16, 16), (2, 2), 8, **recipe(True, False, 2)["decoder"])
+    decoder = NeRVDecoder((16, 16), (2, 2), 8, **recipe(True, False, 2)["decoder"])
     codec = NeRVVideoCodec(decoder, n_frames=4, frame_size=(16, 16), optimizer="adan")
 
     class _Trainer:
@@ -64,4 +64,4 @@ def test_recipes_follow_the_papers():
     (opt,), _ = codec.configure_optimizers()
     assert isinstance(opt, Adan)
     with pytest.raises(ValueError, match="optimizer"):
-        NeRVVideoCodec(NeRVGenerator((16, 16), (2, 2), 8), optimizer="sgd")
+        NeRVVideoCodec(NeRVDecoder((16, 16), (2, 2), 8), optimizer="sgd")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from codecgen.nn.config import build, init_spec
+from codecgen.config import build, init_spec
 from codecgen.nn.quantizers import GRVQ, MCRVQ, RVQ, VQ, QuantizerOutput, kmeans_shrink
 
 torch.set_num_threads(1)

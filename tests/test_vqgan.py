@@ -96,7 +96,7 @@ def test_encoder_decoder_shapes_and_errors():
 def test_paper_and_small_configs_build(name, factor):
     import yaml
 
-    from codecgen.nn.config import build
+    from codecgen.config import build
 
     spec = yaml.safe_load(open(ROOT / "configs" / "vqgan" / f"{name}.yaml"))["model"]
     spec["init_args"]["restorer"] = None  # the paper-size transformer alone is 56 M parameters
@@ -112,7 +112,7 @@ def test_paper_and_small_configs_build(name, factor):
 def test_autoencoder_loss_falls_on_a_fixed_batch():
     import yaml
 
-    from codecgen.nn.config import build
+    from codecgen.config import build
 
     torch.manual_seed(0)
     spec = yaml.safe_load(open(TINY))["model"]
@@ -193,7 +193,7 @@ def test_training_stages_made_every_rate(model):
 def test_shrunk_codebook_starts_from_kmeans_of_the_trained_one():
     import yaml
 
-    from codecgen.nn.config import build
+    from codecgen.config import build
 
     codec = build(yaml.safe_load(open(TINY))["model"])
     main = codec.levels["64"].quantizer.codebook

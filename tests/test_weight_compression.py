@@ -7,7 +7,7 @@ import torch
 
 from codecgen.nn.weight_compression import (
     GaussianRate,
-    LearnedScaleQuantizer,
+    WeightQuantizer,
     decode_tensors,
     encode_tensors,
 )
@@ -16,7 +16,7 @@ from codecgen.nn.weight_compression import (
 def test_quantizer_output_lies_on_the_grid_and_trains_its_step():
     torch.manual_seed(0)
     w = torch.randn(16, 8)
-    quant = LearnedScaleQuantizer(w, bits=4)
+    quant = WeightQuantizer(w, bits=4)
     y = quant(w)
     steps = y / quant.step.abs()
     assert torch.allclose(steps, steps.round(), atol=1e-4)
@@ -35,11 +35,11 @@ def test_quantizer_output_lies_on_the_grid_and_trains_its_step():
 
 def test_per_channel_steps():
     w = torch.randn(4, 3, 3, 3) * torch.tensor([1.0, 10.0, 0.1, 1.0])[:, None, None, None]
-    quant = LearnedScaleQuantizer(w, bits=8, per_channel=True)
+    quant = WeightQuantizer(w, bits=8, per_channel=True)
     assert quant.step.shape == (4, 1, 1, 1)
     assert quant.step[1] > quant.step[0] > quant.step[2]
     with pytest.raises(ValueError, match="bits"):
-        LearnedScaleQuantizer(w, bits=1)
+        WeightQuantizer(w, bits=1)
 
 
 def test_tensors_round_trip_exactly_and_match_the_rate_estimate():

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
-from codecgen.nn.config import configurable
+from codecgen.config import configurable
 
 DiscriminatorOutput = tuple[list[torch.Tensor], list[list[torch.Tensor]]]
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codecgen.nn.config import configurable
+from codecgen.config import configurable
 
 # 2x2 interleave coding order: diagonal first, so each later group sees neighbours on
 # all four sides as early as possible.

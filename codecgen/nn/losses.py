@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchaudio.functional import melscale_fbanks
 
-from codecgen.nn.config import configurable
+from codecgen.config import configurable
 
 LOG_CLAMP = 1e-5
 

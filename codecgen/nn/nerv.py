@@ -5,7 +5,7 @@ boost (Zhang et al. 2024, "Boosting Neural Representations for Videos with a
 Conditional Decoder"; code: Xinjie-Q/Boosting-NeRV).
 
 A video is overfitted by a decoder that maps a per-frame input to the frame:
-- ``NeRVGenerator``: the frame index t in [0, 1] -> positional encoding -> a
+- ``NeRVDecoder``: the frame index t in [0, 1] -> positional encoding -> a
   linear stem reshaped to (C0, h0, w0) -> pixel-shuffle blocks -> RGB;
 - ``HNeRVDecoder``: a tiny per-frame content embedding (from ``ConvNeXtEncoder``)
   -> 1x1 stem conv -> pixel-shuffle blocks with growing kernels -> RGB.
@@ -15,7 +15,7 @@ Both output ``tanh(x) * 0.5 + 0.5`` in [0, 1], as HNeRV's ``OutImg``. With
 every block, blocks use the sine activation, and ``extra_blocks`` adds stride-1 3x3
 blocks per stage (the boost code's ``dec_blks 1 1 2 2 2``). The boost code also caps
 the boosted HNeRV's kernels at 3x3 (``pshuffel_3x3``): ``k_max=3``, which
-``codecgen.codecs.video.nerv_codec.recipe`` sets.
+``codecgen.codecs.video.nerv.recipe`` sets.
 
 HNeRV's ``model_size`` counts decoder + all frames' embeddings, so
 ``hnerv_for_budget`` / ``nerv_for_budget`` solve the stem width for a parameter
@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codecgen.nn.config import configurable
+from codecgen.config import configurable
 
 ACTIVATIONS = ("gelu", "sine")
 
@@ -172,7 +172,7 @@ class _LayerNorm2d(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-class ConvNeXtBlock(nn.Module):
+class ConvNeXtBlock2d(nn.Module):
     """depthwise 7x7 -> LayerNorm (channels-last) -> Linear 4x -> GELU -> Linear, residual."""
 
     def __init__(self, dim: int):
@@ -217,7 +217,7 @@ class ConvNeXtEncoder(nn.Module):
                 layers += [nn.Conv2d(width, d, s, stride=s), _LayerNorm2d(d, eps=1e-6)]
             else:
                 layers += [_LayerNorm2d(width, eps=1e-6), nn.Conv2d(width, d, s, stride=s)]
-            layers += [ConvNeXtBlock(d) for _ in range(depth)]
+            layers += [ConvNeXtBlock2d(d) for _ in range(depth)]
             width = d
         self.body = nn.Sequential(*layers)
         self.proj = nn.Conv2d(width, embed_channels, 1)
@@ -272,7 +272,7 @@ def _default_activation(activation: str | None, boosted: bool) -> str:
 
 
 @configurable
-class NeRVGenerator(nn.Module):
+class NeRVDecoder(nn.Module):
     """NeRV: t (B,) in [0, 1] -> frames (B, 3, H, W) in [0, 1]. PE(t) -> linear stem
     reshaped to (stem_channels, H / prod(strides), W / prod(strides)) -> activation ->
     one ``kernel`` block per stride (pixel shuffle) -> head."""
@@ -425,12 +425,12 @@ def hnerv_for_budget(model_size_millions: float, n_frames: int, frame_size: Sequ
 
 
 def nerv_for_budget(model_size_millions: float, frame_size: Sequence[int], strides: Sequence[int],
-                    **kw) -> NeRVGenerator:
-    """A ``NeRVGenerator`` within 5% of ``model_size_millions`` * 1e6 parameters."""
+                    **kw) -> NeRVDecoder:
+    """A ``NeRVDecoder`` within 5% of ``model_size_millions`` * 1e6 parameters."""
     target = int(round(model_size_millions * 1e6))
 
-    def build(c: int) -> NeRVGenerator:
-        return NeRVGenerator(frame_size, strides, c, **kw)
+    def build(c: int) -> NeRVDecoder:
+        return NeRVDecoder(frame_size, strides, c, **kw)
 
     stem = solve_stem_channels(build, target)
     model = build(stem)

@@ -30,9 +30,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
-from vector_quantize_pytorch.vector_quantize_pytorch import kmeans as _lucidrains_kmeans
 
-from codecgen.nn.config import configurable
+from codecgen.config import configurable
 
 
 @dataclass
@@ -72,9 +71,25 @@ def _draw_n_q(low: int, high: int, probability: float) -> int:
 
 
 def _kmeans(samples: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
-    """(centroids (k, D), vectors per centroid (k,))."""
-    means, bins = _lucidrains_kmeans(samples[None], k, num_iters=iters)
-    return means[0], bins[0]
+    """Lloyd's k-means on (N, D) samples: (centroids (k, D), samples per centroid (k,)).
+
+    Starts from k distinct random samples (with replacement when N < k); an empty
+    cluster keeps its previous centroid. The same procedure (and random draws) as
+    vector-quantize-pytorch's k-means, owned here because that one is not public API.
+    """
+    n, dim = samples.shape
+    start = torch.randperm(n, device=samples.device)[:k] if n >= k else torch.randint(0, n, (k,), device=samples.device)
+    means = samples[start]
+    counts = torch.zeros(k, dtype=torch.long, device=samples.device)
+    squared_norms = samples.pow(2).sum(-1, keepdim=True)
+    for _ in range(iters):
+        distances = (squared_norms + means.pow(2).sum(-1)[None] - 2 * samples @ means.t()).clamp(min=1e-8)
+        nearest = distances.argmin(-1)
+        counts = torch.bincount(nearest, minlength=k)
+        sums = torch.zeros(k, dim, dtype=samples.dtype, device=samples.device).index_add_(0, nearest, samples)
+        empty = counts == 0
+        means = torch.where(empty[:, None], means, sums / counts.clamp(min=1)[:, None].to(samples.dtype))
+    return means, counts
 
 
 class Quantizer(nn.Module):

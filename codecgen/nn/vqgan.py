@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codecgen.nn.config import configurable
+from codecgen.config import configurable
 
 
 def _norm(channels: int, groups: int = 32) -> nn.GroupNorm:

@@ -1,7 +1,7 @@
 """Compressing a network's own weights: learnable-scale quantization and a per-tensor
 Gaussian entropy model, as the NeRV-family video codecs need (the network *is* the file).
 
-- ``LearnedScaleQuantizer``: uniform quantization to signed ``bits``-bit integers with a
+- ``WeightQuantizer``: uniform quantization to signed ``bits``-bit integers with a
   learnable step (LSQ: Esser et al. 2020, "Learned Step Size Quantization"), rounding
   with a straight-through gradient, per tensor or per output channel.
 - ``GaussianRate``: the "consistent entropy minimisation" model of the conditional-decoder
@@ -35,7 +35,7 @@ def _round_ste(x: Tensor) -> Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-class LearnedScaleQuantizer(nn.Module):
+class WeightQuantizer(nn.Module):
     """``x -> round(clamp(x / s, -2^(b-1), 2^(b-1) - 1)) * s`` with a learnable step ``s``.
 
     ``per_channel``: one step per slice along dim 0 (output channels), else one per

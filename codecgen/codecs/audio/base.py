@@ -106,12 +106,19 @@ class AudioCodec(Codec):
         return self.encoder.hop_length
 
     @property
+    def downsampling_factor(self) -> int:
+        return self.hop_length
+
+    @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop_length
 
     def bitrate(self, n_q: int | None = None) -> float:
         """Bits per second with a uniform code model (the entropy coder does better)."""
         return self.frame_rate * self.quantizer.bits_per_frame(n_q)
+
+    def nominal_rate(self) -> dict:
+        return {"value": self.bitrate(), "unit": "bps"}
 
     # -- batches ----------------------------------------------------------------------
     def _check_waveform(self, x: Tensor) -> Tensor:

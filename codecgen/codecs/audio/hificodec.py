@@ -26,8 +26,8 @@ from __future__ import annotations
 from torch import nn
 
 from codecgen.codecs.audio.base import AudioCodec
-from codecgen.nn.audio import HiFiCodecEncoder, HiFiGANGenerator
-from codecgen.nn.config import configurable
+from codecgen.nn.hifigan import HiFiCodecEncoder, HiFiGANGenerator
+from codecgen.config import configurable
 from codecgen.nn.discriminators import (
     DiscriminatorGroup,
     MultiPeriodDiscriminator,
@@ -46,39 +46,14 @@ class HiFiCodec(AudioCodec):
         encoder: nn.Module | None = None,
         quantizer: nn.Module | None = None,
         decoder: nn.Module | None = None,
-        discriminator: nn.Module | None = None,
-        sample_rate: int = 16000,
-        mel_loss: nn.Module | None = None,
-        loss_weights: dict[str, float] | None = None,
-        gan_loss: str = "lsgan",
-        lr: float = 2e-4,
-        betas: tuple[float, float] = (0.5, 0.9),
-        lr_gamma: float = 0.999,
-        lr_decay_every: int = 200,
-        disc_start_step: int = 0,
-        grad_clip: float | None = None,
-        log_audio: int = 0,
-        chunk_seconds: float = 20.0,
-        context_seconds: float = 0.5,
+        **kwargs,
     ):
+        """Other arguments (discriminator, loss weights, optimiser, chunking): ``AudioCodec``."""
         super().__init__(
             encoder=encoder if encoder is not None else HiFiCodecEncoder(),
             quantizer=quantizer if quantizer is not None else GRVQ(512, groups=2, n_q_per_group=2, codebook_size=1024),
             decoder=decoder if decoder is not None else HiFiGANGenerator(),
-            discriminator=discriminator,
-            sample_rate=sample_rate,
-            mel_loss=mel_loss,
-            loss_weights=loss_weights,
-            gan_loss=gan_loss,
-            lr=lr,
-            betas=betas,
-            lr_gamma=lr_gamma,
-            lr_decay_every=lr_decay_every,
-            disc_start_step=disc_start_step,
-            grad_clip=grad_clip,
-            log_audio=log_audio,
-            chunk_seconds=chunk_seconds,
-            context_seconds=context_seconds,
+            **kwargs,
         )
         if self.encoder.hop_length != self.decoder.hop_length:
             raise ValueError(f"encoder hop {self.encoder.hop_length} != decoder hop {self.decoder.hop_length}")

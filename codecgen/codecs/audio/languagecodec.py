@@ -29,8 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from codecgen.codecs.audio.base import AudioCodec
-from codecgen.nn.audio import SEANetEncoder, VocosDecoder
-from codecgen.nn.config import configurable
+from codecgen.nn.seanet import SEANetEncoder
+from codecgen.nn.vocos import VocosDecoder
+from codecgen.config import configurable
 from codecgen.nn.losses import MultiResolutionMelLoss
 from codecgen.nn.quantizers import MCRVQ
 
@@ -44,21 +45,16 @@ class LanguageCodec(AudioCodec):
         encoder: nn.Module | None = None,
         quantizer: nn.Module | None = None,
         decoder: nn.Module | None = None,
-        discriminator: nn.Module | None = None,
         sample_rate: int = 24000,
         mel_loss: nn.Module | None = None,
         loss_weights: dict[str, float] | None = None,
         gan_loss: str = "hinge",
-        lr: float = 2e-4,
         betas: tuple[float, float] = (0.8, 0.9),
-        lr_gamma: float = 0.999,
         lr_decay_every: int = 1000,
-        disc_start_step: int = 0,
-        grad_clip: float | None = None,
-        log_audio: int = 0,
-        chunk_seconds: float = 20.0,
-        context_seconds: float = 0.5,
+        **kwargs,
     ):
+        """Arguments whose defaults differ from ``AudioCodec``'s are named here; the rest
+        (discriminator, lr, chunking, ...) pass through to it."""
         quantizer = quantizer if quantizer is not None else MCRVQ(
             128, n_q=8, n_masked=3, codebook_size=1024, quantizer_dropout=1.0,
             vq={"decay": 0.99, "kmeans_iters": 50, "threshold_dead_code": 2.0, "commitment_weight": 1.0},
@@ -69,7 +65,6 @@ class LanguageCodec(AudioCodec):
             decoder=decoder if decoder is not None else VocosDecoder(
                 adanorm_num_embeddings=quantizer.n_q - quantizer.n_masked + 1
             ),
-            discriminator=discriminator,
             sample_rate=sample_rate,
             # the paper's single mel resolution: 100 HTK mels, n_fft 1024, hop 256
             mel_loss=mel_loss if mel_loss is not None else MultiResolutionMelLoss(
@@ -79,15 +74,9 @@ class LanguageCodec(AudioCodec):
                 "mel": 45.0, "vq": 1000.0, "adversarial": 1.0, "feature_matching": 1.0,
             },
             gan_loss=gan_loss,
-            lr=lr,
             betas=betas,
-            lr_gamma=lr_gamma,
             lr_decay_every=lr_decay_every,
-            disc_start_step=disc_start_step,
-            grad_clip=grad_clip,
-            log_audio=log_audio,
-            chunk_seconds=chunk_seconds,
-            context_seconds=context_seconds,
+            **kwargs,
         )
         if not hasattr(self.quantizer, "n_masked"):
             raise ValueError("Language-Codec needs a masked-channel quantizer (MCRVQ)")

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 from codecgen.codecs import bitstream
 from codecgen.codecs.base import Codec, CodecError
 from codecgen.nn import entropy
-from codecgen.nn.config import configurable
+from codecgen.config import configurable
 from codecgen.nn.index_transformer import group_masks
 from codecgen.nn.losses import MSSSIMLoss, hinge_discriminator_loss, hinge_generator_loss
 from codecgen.nn.quantizers import VQ, kmeans_shrink
@@ -222,6 +222,9 @@ class VQGANCompression(Codec):
         """Rate with the uniform model: log2(K) / factor^2 (the paper's numbers)."""
         k = self.trained_size if codebook_size is None else codebook_size
         return math.log2(k) / self.factor**2
+
+    def nominal_rate(self) -> dict:
+        return {"value": self.bitrate(), "unit": "bpp"}
 
     def bitrate(self, codebook_size: int | None = None) -> float:
         return self.bits_per_pixel(codebook_size)

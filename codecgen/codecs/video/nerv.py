@@ -38,15 +38,16 @@ from torch import Tensor, nn
 
 from codecgen.codecs import bitstream
 from codecgen.codecs.base import Codec, CodecError
-from codecgen.nn.config import build, configurable, init_spec
+from codecgen.config import build, configurable, init_spec
 from codecgen.nn.losses import FrequencyLoss, ms_ssim
+from codecgen.nn.nerv import HNeRVDecoder, NeRVDecoder
 from codecgen.nn.optim import Adan
-from codecgen.nn.weight_compression import GaussianRate, LearnedScaleQuantizer, decode_tensors, encode_tensors
+from codecgen.nn.weight_compression import GaussianRate, WeightQuantizer, decode_tensors, encode_tensors
 
 STAGES = ("fit", "quantize")
 OPTIMIZERS = ("adam", "adan")
 LOSS_SCALE = 60.0  # the boost paper's weight on its L1 + MS-SSIM mix
-DECODER_CLASSES = ("codecgen.nn.nerv.HNeRVDecoder", "codecgen.nn.nerv.NeRVGenerator")
+DECODER_TYPES = (HNeRVDecoder, NeRVDecoder)  # a file's decoder spec may name these and nothing else
 MAX_DECODER_PARAMS = 200_000_000
 MAX_FRAMES, MAX_SIDE = 1_000_000, 1 << 14
 VIDEO_HEADER_FIELDS = {"modality": str, "decoder": dict, "frames": int, "size": list, "fps": (int, float),
@@ -59,7 +60,7 @@ def _key(name: str) -> str:
 
 @configurable
 class NeRVVideoCodec(Codec):
-    """Fits ``decoder`` (an ``HNeRVDecoder`` with ``encoder``, or a ``NeRVGenerator``) to
+    """Fits ``decoder`` (an ``HNeRVDecoder`` with ``encoder``, or a ``NeRVDecoder``) to
     one clip of ``n_frames`` frames of ``frame_size`` (H, W)."""
 
     modality = "video"
@@ -206,9 +207,9 @@ class NeRVVideoCodec(Codec):
     def build_quantizers(self) -> None:
         """Learnable-step quantizers for every decoder weight (and the embeddings)."""
         for name, p in self.decoder.named_parameters():
-            self.quantizers[_key(name)] = LearnedScaleQuantizer(p.detach(), self.weight_bits)
+            self.quantizers[_key(name)] = WeightQuantizer(p.detach(), self.weight_bits)
         if self.hybrid:
-            self.quantizers["embeddings"] = LearnedScaleQuantizer(self.embeddings.detach(), self.embed_bits)
+            self.quantizers["embeddings"] = WeightQuantizer(self.embeddings.detach(), self.embed_bits)
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
@@ -317,18 +318,16 @@ class DecodedVideo:
         if header["modality"] != "video":
             raise bitstream.BitstreamError(f"this is a {header['modality']} file, not a video")
         spec = header["decoder"]
-        if spec.get("class_path") not in DECODER_CLASSES:
-            raise bitstream.BitstreamError(f"unknown video decoder {spec.get('class_path')!r}")
         size = header["size"]
         if (len(size) != 2 or not all(isinstance(v, int) and 0 < v <= MAX_SIDE for v in size)
                 or not 0 < header["frames"] <= MAX_FRAMES):
             raise bitstream.BitstreamError(f"absurd video size {size} x {header['frames']} frames")
         try:
             with torch.device("meta"):  # size the network before allocating it
-                probe = build(spec)
+                probe = build(spec, allowed=DECODER_TYPES, everywhere=True)
             if sum(p.numel() for p in probe.parameters()) > MAX_DECODER_PARAMS:
                 raise bitstream.BitstreamError("the video decoder is absurdly large")
-            self.decoder = build(spec).to(device).eval()
+            self.decoder = build(spec, allowed=DECODER_TYPES, everywhere=True).to(device).eval()
         except (TypeError, ValueError, KeyError) as error:
             raise bitstream.BitstreamError(f"bad video decoder spec: {error}") from None
         self.n_frames, self.fps = header["frames"], float(header["fps"])
