@@ -39,7 +39,6 @@ MOVED: dict[str, str] = {
        for name in ("AdaLayerNorm", "VocosBackbone", "ISTFT", "ISTFTHead", "VocosDecoder")},
     "codecgen.nn.audio.ConvNeXtBlock": "codecgen.nn.vocos.VocosBlock",
     "codecgen.nn.nerv.NeRVGenerator": "codecgen.nn.nerv.NeRVDecoder",
-    "codecgen.nn.nerv.ConvNeXtBlock": "codecgen.nn.nerv.ConvNeXtBlock2d",
     "codecgen.codecs.video.nerv_codec.NeRVVideoCodec": "codecgen.codecs.video.nerv.NeRVVideoCodec",
 }
 
@@ -123,7 +122,7 @@ def to_spec(value: Any) -> Any:
         return value
     raise TypeError(
         f"cannot record constructor argument of type {type(value).__name__}: "
-        "decorate its class with @configurable or pass plain data"
+        "a spec may only hold @configurable codecgen classes, diffusers models / schedulers and plain data"
     )
 
 
