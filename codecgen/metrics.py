@@ -2,8 +2,8 @@
 SSIM, MS-SSIM, GMSD, kbps, bpp.
 
 One place for the numbers every benchmark and validation loop reports, so the
-audio codecs are compared with the same definitions (and the classical anchors
-in ../shared/DATA.md were measured with these). Inputs are numpy arrays or
+codecs and the classical anchors they are benchmarked against (docs/data.md) are
+compared with the same definitions. Inputs are numpy arrays or
 torch tensors; the signal metrics take a reference and a degraded signal,
 crop both to the shorter length (codecs may pad to a whole frame) and refuse
 empty or non-finite input with ``ValueError``. The image metrics take a
