@@ -1,4 +1,4 @@
-"""infer.py end to end: encode -> decode, any rate / channels, chunking, --n-q, and clear errors."""
+"""infer.py on audio (verbs `encode` / `decode`): round trips at any rate / channels, chunking, --n-q, clear errors."""
 
 from pathlib import Path
 
@@ -191,3 +191,19 @@ def test_code_prior_travels_in_the_model_not_the_file(tiny_checkpoint, tiny_corp
     assert encode(folder, speech_wav, cgc) == 0
     assert decode(folder, cgc, wav) == 0
     assert decode(tiny_checkpoint, cgc, tmp_path / "other.wav") == 2  # a model without that prior is refused
+
+
+def test_the_verbs_and_aliases_on_a_trained_checkpoint(tiny_checkpoint, speech_wav, tmp_path, capsys):
+    from codecgen.cli import infer_main, train_main
+
+    assert infer.main is infer_main and callable(train_main)  # the package's entry points
+    cgc = tmp_path / "v.cgc"
+    assert encode(tiny_checkpoint, speech_wav, cgc) == 0
+    # an audio file needs its model: one line that says so (no shipped model wrote it)
+    assert infer.main(["decode", str(cgc), str(tmp_path / "x.wav"), "--quiet"]) == 2
+    assert_one_line_error(capsys, "needs the model", "--model MODEL")
+    # the image-era alias decodes audio too, as `decode` does
+    out = tmp_path / "alias.wav"
+    assert infer.main(["decompress", "--model", str(tiny_checkpoint), str(cgc), str(out), "--quiet"]) == 0
+    assert decode(tiny_checkpoint, cgc, tmp_path / "verb.wav") == 0
+    assert out.read_bytes() == (tmp_path / "verb.wav").read_bytes()

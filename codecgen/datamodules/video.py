@@ -11,8 +11,9 @@ video`` (see ../shared/DATA.md).
 Files are read with PyAV (FFmpeg): mp4/mkv/avi/y4m/webm and anything else
 FFmpeg demuxes, decoded to RGB24 and returned as float32 (T, 3, H, W) in
 [0, 1]. :func:`write_video` writes lossless FFV1 (``.mkv``, RGB), H.264
-(``.mp4``) or PNG frames (a folder), always through a temporary name, so no
-partial output is left behind. Every way a video can be bad (missing is
+(``.mp4``) or PNG frames (a folder) from a tensor or from any iterable of
+frames (streamed, one frame in memory at a time), always through a temporary
+name, so no partial output is left behind. Every way a video can be bad (missing is
 ``FileNotFoundError``; empty, corrupt, truncated, unsupported, without a video
 stream, zero frames, absurdly large, mismatched frame sizes in a folder, or
 more than ``max_bytes`` to load) raises one ``ValueError`` naming the file,
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -323,37 +325,64 @@ def _decode_into(
 # --------------------------------------------------------------------------- writing
 
 
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(T, 3, H, W) in [0, 1] -> (T, H, W, 3) uint8."""
-    x = torch.nan_to_num(frames.detach().float().cpu(), nan=0.0)
-    return (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+def _to_uint8(frame: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    x = torch.nan_to_num(frame.detach().float().cpu(), nan=0.0)
+    return (x * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
-def _encode(pixels: np.ndarray, tmp: Path, fmt: str, codec: str, pix_fmt: str, options: dict, fps: float) -> None:
+def _checked(frames: Iterable[torch.Tensor], path: Path, even: bool) -> Iterator[torch.Tensor]:
+    """The frames, each checked as it arrives: (3, H, W) tensors, all of the first one's size."""
+    size = None
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, torch.Tensor) or frame.ndim != 3 or frame.shape[0] != 3 or 0 in frame.shape:
+            shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
+            raise ValueError(f"cannot write video {path}: frame {i} is {shape}, expected a (3, H, W) tensor")
+        if size is None:
+            size = tuple(frame.shape[1:])
+            h, w = size
+            if h * w > MAX_FRAME_PIXELS:
+                raise ValueError(f"cannot write video {path}: {w}x{h} frames are over {MAX_FRAME_PIXELS} pixels")
+            if even and (h % 2 or w % 2):
+                raise ValueError(f"cannot write {path}: H.264 yuv420p needs even height and width, got {w}x{h}")
+        elif tuple(frame.shape[1:]) != size:
+            raise ValueError(f"cannot write video {path}: frame {i} is {tuple(frame.shape[1:])}, frame 0 is {size}")
+        yield frame
+    if size is None:
+        raise ValueError(f"cannot write video {path}: no frames")
+
+
+def _encode(frames: Iterator[torch.Tensor], tmp: Path, fmt: str, codec: str, pix_fmt: str, options: dict,
+            fps: float) -> None:
     av = _av()
     with av.open(str(tmp), mode="w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(100_000))
-        stream.width, stream.height = pixels.shape[2], pixels.shape[1]
-        stream.pix_fmt = pix_fmt
-        stream.options = options
-        for rgb in pixels:
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            container.mux(stream.encode(frame))
+        stream = None
+        for frame in frames:
+            rgb = _to_uint8(frame)
+            if stream is None:  # the stream's size is the first frame's
+                stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(100_000))
+                stream.width, stream.height = rgb.shape[1], rgb.shape[0]
+                stream.pix_fmt = pix_fmt
+                stream.options = options
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode(None))
 
 
-def write_video(frames: torch.Tensor, path: str | Path, fps: float = 25.0) -> Path:
-    """Write (T, 3, H, W) frames in [0, 1] to ``path``, format by suffix; return ``path``.
+def write_video(frames: torch.Tensor | Iterable[torch.Tensor], path: str | Path, fps: float = 25.0) -> Path:
+    """Write frames in [0, 1] to ``path``, format by suffix; return ``path``.
 
-    ``.mkv``: FFV1, lossless 8-bit RGB (``bgr0``): :func:`load_video` gives back
-    exactly ``(x * 255).round() / 255``. ``.mp4``: H.264 (libx264, yuv420p,
-    crf 18; height and width must be even). No suffix, or an existing folder:
-    PNG frames ``frame_00000.png``, ... (lossless; earlier ``frame_*.png`` in
-    the folder are replaced). Output goes to a temporary name first and is
-    renamed into place, so a failure leaves no partial file.
+    ``frames`` is a (T, 3, H, W) tensor or any iterable of (3, H, W) tensors, all of
+    one size: a generator is consumed frame by frame and written as it goes, so a
+    long decode never holds the whole clip in memory. ``.mkv``: FFV1, lossless 8-bit
+    RGB (``bgr0``): :func:`load_video` gives back exactly ``(x * 255).round() / 255``.
+    ``.mp4``: H.264 (libx264, yuv420p, crf 18; height and width must be even). No
+    suffix, or an existing folder: PNG frames ``frame_00000.png``, ... (lossless;
+    earlier ``frame_*.png`` in the folder are replaced). Output goes to a temporary
+    name first and is renamed into place, so a failure (a bad frame, or the iterable
+    raising midway) leaves no partial file and an existing one untouched.
     """
     path = Path(path)
-    if frames.ndim != 4 or frames.shape[1] != 3 or 0 in frames.shape:
+    if isinstance(frames, torch.Tensor) and (frames.ndim != 4 or frames.shape[1] != 3 or 0 in frames.shape):
         raise ValueError(f"expected (T, 3, H, W) frames, got shape {tuple(frames.shape)}")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -361,24 +390,19 @@ def write_video(frames: torch.Tensor, path: str | Path, fps: float = 25.0) -> Pa
     folder = path.is_dir() or suffix == ""
     if not folder and suffix not in (".mkv", ".mp4"):
         raise ValueError(f"cannot write video {path}: unknown suffix {suffix!r} (use .mkv, .mp4 or a folder)")
-    t, _, h, w = frames.shape
-    if h * w > MAX_FRAME_PIXELS:
-        raise ValueError(f"cannot write video {path}: {w}x{h} frames are over {MAX_FRAME_PIXELS} pixels")
-    if suffix == ".mp4" and (h % 2 or w % 2):
-        raise ValueError(f"cannot write {path}: H.264 yuv420p needs even height and width, got {w}x{h}")
+    checked = _checked(frames, path, even=suffix == ".mp4")
     path.parent.mkdir(parents=True, exist_ok=True)
     if folder:
-        _write_folder(frames, path)
+        _write_folder(checked, path)
         return path
-    pixels = _to_uint8(frames)
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         if suffix == ".mkv":
-            _encode(pixels, tmp, "matroska", "ffv1", "bgr0", {"level": "3", "slicecrc": "1"}, fps)
+            _encode(checked, tmp, "matroska", "ffv1", "bgr0", {"level": "3", "slicecrc": "1"}, fps)
         else:
-            _encode(pixels, tmp, "mp4", "libx264", "yuv420p", {"crf": "18", "preset": "medium"}, fps)
+            _encode(checked, tmp, "mp4", "libx264", "yuv420p", {"crf": "18", "preset": "medium"}, fps)
         tmp.chmod(_FILE_MODE)
         os.replace(tmp, path)
     finally:
@@ -386,11 +410,11 @@ def write_video(frames: torch.Tensor, path: str | Path, fps: float = 25.0) -> Pa
     return path
 
 
-def _write_folder(frames: torch.Tensor, path: Path) -> None:
+def _write_folder(frames: Iterator[torch.Tensor], path: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        for i in range(frames.shape[0]):
-            save_image(frames[i].clamp(0, 1), tmp / f"frame_{i:05d}.png")
+        for i, frame in enumerate(frames):
+            save_image(frame.clamp(0, 1), tmp / f"frame_{i:05d}.png")
         if not path.exists():
             tmp.chmod(_FILE_MODE | 0o111)
             os.replace(tmp, path)

@@ -1,0 +1,305 @@
+"""``infer.py``'s command line: every command, grouped in ``--help``, with an example each.
+
+This module imports no torch, Lightning or model: commands are named as
+``"module:function"`` and imported only once the arguments parse, so ``--help`` and
+argument errors answer at once. Options that belong to one modality (``--n-q`` for
+audio, ``--restore`` for images, ``--frames`` for video, ...) are recorded with it, and
+giving one to the other modality is refused rather than ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import textwrap
+
+from codecgen.cli.files import USER_ERRORS, UserError, one_line
+from codecgen.cli.verbs import VIDEO_ARCHS
+from codecgen.codecs.limits import DEFAULT_LIMITS
+
+PROG = "python infer.py"
+VERBS = "codecgen.cli.verbs"
+
+# (group, [(command, one-line summary)]), in the order --help lists them
+GROUPS = [
+    ("codecs", [
+        ("encode", "audio / image -> .cgc with a trained model; video -> .cgc by fitting --model hnerv|nerv"),
+        ("decode", ".cgc -> audio / image / video, by the file's modality (video needs no --model)"),
+    ]),
+    ("images", [("damage", "simulate lost indices: a copy of an image .cgc with positions marked lost")]),
+    ("video", [("pack-video", "a NeRV-family checkpoint trained with train.py -> the clip's .cgc")]),
+    ("files & models", [
+        ("info", "print a .cgc file's header, with its duration / size and rate"),
+        ("export", ".ckpt -> folder with config.json + model.safetensors"),
+        ("fit-prior", "count an audio model's codes over a folder into its code prior, then export"),
+    ]),
+    ("aliases (older names, same flags as before)", [
+        ("compress", "encode, with the image flags"),
+        ("decompress", "decode, with the image flags"),
+        ("encode-video", "encode with --arch instead of --model, with the video flags"),
+        ("decode-video", "decode, with the video flags"),
+    ]),
+]
+
+EXAMPLES = {
+    "encode": """\
+  python infer.py encode --model hificodec-16k speech.wav speech.cgc --n-q 2
+  python infer.py encode --model vqgan-f16 photo.png photo.cgc --codebook-size 64
+  python infer.py encode --model hnerv clip.mp4 clip.cgc --model-size 0.5 --boosted
+  python infer.py encode --model hificodec-16k recordings/ coded/   # every wav/flac/ogg in the folder""",
+    "decode": """\
+  python infer.py decode --model hificodec-16k speech.cgc speech.wav
+  python infer.py decode --model vqgan-f16 photo.cgc photo.png
+  python infer.py decode clip.cgc clip.mkv --frames 10:20         # video files carry their decoder
+  python infer.py decode --model vqgan-f16 coded/ decoded/ --format png""",
+    "damage": """\
+  python infer.py damage --model vqgan-f16 photo.cgc lost.cgc --loss 0.2 --pattern burst
+  python infer.py decode --model vqgan-f16 lost.cgc repaired.png --restore""",
+    "pack-video": "  python infer.py pack-video --model runs/.../last.ckpt clip.cgc",
+    "info": "  python infer.py info speech.cgc",
+    "export": "  python infer.py export runs/.../last.ckpt my_codec/ [--half]",
+    "fit-prior": "  python infer.py fit-prior --model my_codec/ data/speech/train my_codec_prior/",
+    "compress": "  python infer.py compress --model vqgan-f16 photo.png photo.cgc --codebook-size 64",
+    "decompress": "  python infer.py decompress --model vqgan-f16 photo.cgc photo.png [--restore]",
+    "encode-video": "  python infer.py encode-video clip.mp4 clip.cgc --arch hnerv --model-size 0.5 [--boosted]",
+    "decode-video": "  python infer.py decode-video clip.cgc back.mkv [--frames 10:20]",
+}
+
+FOLDER_NOTE = ("IN may be a folder: every supported file directly in it is coded into the folder OUT "
+               "(created), names kept, one progress bar; a file that fails is reported and skipped, "
+               "and the exit code is 2 if any failed.")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+class _Options:
+    """Adds a subcommand's options, recording which ones belong to one modality."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.parser = parser
+        self.owned: list[tuple[str, str, str, object]] = []
+
+    def add(self, modality: str | None, *flags: str, group=None, **kwargs) -> None:
+        action = (group or self.parser).add_argument(*flags, **kwargs)
+        if modality is not None:
+            self.owned.append((action.dest, flags[0], modality, action.default))
+
+    def done(self, func: str) -> None:
+        self.parser.set_defaults(func=func, modality_options=tuple(self.owned))
+
+
+def _summary(name: str) -> str:
+    return next(text for _, commands in GROUPS for command, text in commands if command == name)
+
+
+def _command_list() -> str:
+    lines = ["commands:"]
+    for title, commands in GROUPS:
+        lines.append(f"  {title}:")
+        lines += [f"    {name:<14}{text}" for name, text in commands]
+    lines.append(f"\n`{PROG} COMMAND --help` shows a command's options and examples.")
+    return "\n".join(lines)
+
+
+def _add(sub, name: str, description: str = "") -> _Options:
+    text = _summary(name) + (f"\n\n{textwrap.fill(description, 79)}" if description else "")
+    return _Options(sub.add_parser(name, description=text, formatter_class=_Formatter,
+                                   epilog=f"example{'s' if EXAMPLES[name].count(chr(10)) else ''}:\n{EXAMPLES[name]}"))
+
+
+def _io(o: _Options, input_help: str, output_help: str) -> None:
+    o.add(None, "input", metavar="IN", help=input_help)
+    o.add(None, "output", metavar="OUT", help=output_help)
+
+
+def _model(o: _Options, required: bool, help: str) -> None:
+    o.add(None, "--model", "--ckpt", dest="model", required=required, help=help)
+
+
+def _common(o: _Options) -> None:
+    o.add(None, "--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
+    o.add(None, "--overwrite", action="store_true", help="replace existing outputs")
+    o.add(None, "--quiet", action="store_true", help="no progress bar or summary")
+
+
+MODEL_HELP = "a .ckpt file, an exported folder, or a shipped checkpoint name (hificodec-16k, vqgan-f16, ...)"
+
+
+def _audio_encode(o: _Options) -> None:
+    g = o.parser.add_argument_group("audio models")
+    o.add("audio", "--n-q", type=int, default=None, group=g, help="number of codebooks (fewer: lower bitrate)")
+
+
+def _image_encode(o: _Options) -> None:
+    g = o.parser.add_argument_group("image models")
+    o.add("image", "--codebook-size", type=int, default=None, group=g,
+          help="K: the rate (default: the trained codebook)")
+    o.add("image", "--entropy", choices=("auto", "uniform", "prior", "context"), default="auto", group=g,
+          help="code model for the indices (default auto: the smallest file)")
+
+
+def _video_encode(o: _Options) -> None:
+    g = o.parser.add_argument_group("video (fitting a network to the clip)")
+    o.add("video", "--model-size", type=float, default=0.5, group=g,
+          help="millions of parameters, embeddings included (default: 0.5)")
+    o.add("video", "--boosted", action="store_true", group=g,
+          help="the conditional-decoder boost (TAT, sine blocks, FFT loss, Adan)")
+    o.add("video", "--strides", default="4,2,2,2", group=g,
+          help="decoder upscale factors; their product divides H and W (default: 4,2,2,2)")
+    o.add("video", "--embed-channels", type=int, default=16, group=g, help="HNeRV embedding channels (default: 16)")
+    o.add("video", "--size", default=None, group=g, help="resize to HEIGHTxWIDTH first")
+    o.add("video", "--frames", default=None, group=g, help="frame range to code, e.g. 0:100")
+    o.add("video", "--epochs", type=int, default=300, group=g, help="fitting epochs (default: 300)")
+    o.add("video", "--quant-epochs", type=int, default=30, group=g,
+          help="quantization-aware epochs (default: 30)")
+    o.add("video", "--prune", type=float, default=0.0, group=g,
+          help="fraction of decoder weights pruned before quantization")
+    o.add("video", "--batch-size", type=int, default=2, group=g, help="(default: 2)")
+    o.add("video", "--lr", type=float, default=None, group=g,
+          help="fitting lr (default: the paper's, 1e-3 or 3e-3 boosted)")
+
+
+def _decode_limits(o: _Options) -> None:
+    g = o.parser.add_argument_group("decode limits (what a file may ask for; raise them for files you trust)")
+    o.add(None, "--max-seconds", type=float, default=None, group=g,
+          help=f"audio duration (default: {DEFAULT_LIMITS.max_seconds:g})")
+    o.add(None, "--max-pixels", type=int, default=None, group=g,
+          help=f"image pixels (default: {DEFAULT_LIMITS.max_pixels})")
+    o.add(None, "--max-frames", type=int, default=None, group=g,
+          help=f"video frames (default: {DEFAULT_LIMITS.max_frames})")
+
+
+def _format(o: _Options) -> None:
+    o.add(None, "--format", default=None,
+          help="folder mode: the output extension (default: wav / png / mkv by modality; png on video: "
+               "a folder of PNG frames per file)")
+
+
+def _restore(o: _Options) -> None:
+    g = o.parser.add_argument_group("image files")
+    o.add("image", "--restore", action="store_true", group=g,
+          help="fill lost indices with the restoration transformer")
+
+
+def _frame_range(o: _Options) -> None:
+    g = o.parser.add_argument_group("video files")
+    o.add("video", "--frames", default=None, group=g, help="decode only this range, e.g. 10:20")
+
+
+ENCODE_IN = "audio (wav/flac/ogg, any rate and channels), image (png/jpg/webp/bmp/tiff) or video file, or a folder"
+DECODE_OUT = "audio: .wav/.flac/.ogg; image: .png/.jpg/.webp/.bmp/.tif; video: .mkv/.mp4 or a folder of PNGs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Run codecgen models on files.",
+                                     formatter_class=_Formatter, epilog=_command_list())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="command",
+                                help="one of the commands below")
+
+    o = _add(sub, "encode", FOLDER_NOTE)
+    _io(o, ENCODE_IN, ".cgc file (a folder when IN is one)")
+    _model(o, True, f"{MODEL_HELP}; for video, an architecture: {' or '.join(VIDEO_ARCHS)}")
+    _common(o)
+    _audio_encode(o)
+    _image_encode(o)
+    _video_encode(o)
+    o.done(f"{VERBS}:cmd_encode")
+
+    o = _add(sub, "decode", FOLDER_NOTE)
+    _io(o, ".cgc file, or a folder of them", DECODE_OUT + " (a folder when IN is one)")
+    _model(o, False, "the model that encoded the file (audio and image files; video files need none)")
+    _common(o)
+    _format(o)
+    _restore(o)
+    _frame_range(o)
+    _decode_limits(o)
+    o.done(f"{VERBS}:cmd_decode")
+
+    o = _add(sub, "damage")
+    _io(o, "image .cgc file", ".cgc file with the lost positions marked")
+    _model(o, True, MODEL_HELP)
+    _common(o)
+    o.add(None, "--loss", type=float, default=0.1, help="fraction of indices lost (default: 0.1)")
+    o.add(None, "--pattern", choices=("random", "burst"), default="random")
+    o.add(None, "--seed", type=int, default=0)
+    o.done("codecgen.cli.image:cmd_damage")
+
+    o = _add(sub, "pack-video")
+    _model(o, True, "a NeRV-family checkpoint (train.py)")
+    _common(o)
+    o.add(None, "output", metavar="OUT", help=".cgc file")
+    o.done("codecgen.cli.video:cmd_pack_video")
+
+    o = _add(sub, "info")
+    o.add(None, "input", metavar="IN", help=".cgc file")
+    o.done("codecgen.cli.models:cmd_info")
+
+    o = _add(sub, "export")
+    o.add(None, "model", help="a .ckpt file, an exported folder, or a shipped checkpoint name")
+    o.add(None, "folder", help="folder to write")
+    o.add(None, "--overwrite", action="store_true")
+    o.add(None, "--half", action="store_true", help="store float32 weights as float16 (half the size)")
+    o.done("codecgen.cli.models:cmd_export")
+
+    o = _add(sub, "fit-prior")
+    _model(o, True, MODEL_HELP)
+    _common(o)
+    o.add(None, "data", help="folder of training audio (not the files you will benchmark on)")
+    o.add(None, "output", help="exported folder to write")
+    o.add(None, "--max-files", type=int, default=1000, help="(default: 1000)")
+    o.done("codecgen.cli.models:cmd_fit_prior")
+
+    # aliases: the verbs above, each with the flags it had before the verbs existed
+    o = _add(sub, "compress", FOLDER_NOTE)
+    _io(o, "png / jpg / webp / bmp / tiff; RGB, grey or RGBA, any size; or a folder", ".cgc file (or folder)")
+    _model(o, True, MODEL_HELP)
+    _common(o)
+    _image_encode(o)
+    o.done(f"{VERBS}:cmd_encode")
+
+    o = _add(sub, "decompress", FOLDER_NOTE)
+    _io(o, ".cgc file, or a folder of them", ".png / .jpg / .webp / .bmp / .tif (any .cgc decodes: " + DECODE_OUT + ")")
+    _model(o, True, "the model that encoded the file")
+    _common(o)
+    _format(o)
+    _restore(o)
+    _decode_limits(o)
+    o.done(f"{VERBS}:cmd_decode")
+
+    o = _add(sub, "encode-video", FOLDER_NOTE)
+    _io(o, "video file (mp4, mkv, y4m, ...), a folder of PNG frames (with OUT ending in .cgc), or a folder of "
+           "videos", ".cgc file (or folder)")
+    o.add(None, "--arch", choices=VIDEO_ARCHS, default="hnerv", help="(default: hnerv)")
+    _common(o)
+    _video_encode(o)
+    o.done(f"{VERBS}:cmd_encode")
+
+    o = _add(sub, "decode-video", FOLDER_NOTE)
+    _io(o, ".cgc video file, or a folder of them", ".mkv (lossless FFV1), .mp4 (H.264) or a folder of PNGs")
+    _common(o)
+    _format(o)
+    _frame_range(o)
+    _decode_limits(o)
+    o.done(f"{VERBS}:cmd_decode")
+    return parser
+
+
+def infer_main(argv: list[str] | None = None) -> int:
+    """``infer.py``: every user error is one line on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    module, _, name = args.func.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)(args) or 0
+    except (UserError, *USER_ERRORS) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `infer.py info x.cgc | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's documented recipe
+        return 141
