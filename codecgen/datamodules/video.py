@@ -35,14 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from codecgen.datamodules.base import SplitDataModule
+from codecgen.codecs.video.clip import ClipDataModule
 from codecgen.datamodules.image import image_size, load_image, save_image
 
 __all__ = [
     "VideoDataModule",
-    "VideoFrames",
     "VideoInfo",
     "load_video",
     "probe_video",
@@ -448,30 +446,7 @@ def parse_frame_range(frames: str | None) -> tuple[int, int | None]:
     return start, stop
 
 
-class VideoFrames(Dataset):
-    """The frames of one clip, ``repeats`` times over: item ``i`` is frame ``i % T`` as
-    ``{"frame": (3, H, W) float32 in [0, 1], "index": int, "t": 0-d float32 tensor}``
-    with ``t = index / (T - 1)`` (0 for a one-frame clip)."""
-
-    def __init__(self, frames: torch.Tensor, repeats: int = 1) -> None:
-        if frames.ndim != 4 or frames.shape[0] == 0:
-            raise ValueError(f"expected (T, 3, H, W) frames, got shape {tuple(frames.shape)}")
-        self.frames = frames
-        self.repeats = repeats
-        n = frames.shape[0]
-        self.t = torch.arange(n, dtype=torch.float32) / max(n - 1, 1)
-
-    def __len__(self) -> int:
-        return self.frames.shape[0] * self.repeats
-
-    def __getitem__(self, i: int) -> dict:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        index = i % self.frames.shape[0]
-        return {"frame": self.frames[index], "index": index, "t": self.t[index]}
-
-
-class VideoDataModule(SplitDataModule):
+class VideoDataModule(ClipDataModule):
     """The frames of ONE video, for codecs that fit a network to a clip (the NeRV family).
 
     ``video`` is a video file or a folder of PNG/JPG frames; ``frames`` picks a
@@ -500,21 +475,12 @@ class VideoDataModule(SplitDataModule):
         epoch_repeats: int = 1,
         max_bytes: int = MAX_BYTES,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, num_workers=num_workers, epoch_repeats=epoch_repeats)
         self.save_hyperparameters()
-        if batch_size <= 0 or epoch_repeats <= 0:
-            raise ValueError("batch_size and epoch_repeats must be positive")
         if resize is not None and (len(resize) != 2 or min(resize) <= 0):
             raise ValueError(f"resize must be (height, width) with positive sides, got {resize}")
         self.video = Path(video)
         self.start, self.stop = parse_frame_range(frames)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.epoch_repeats = epoch_repeats
-        self.frames: torch.Tensor | None = None
-        self._fps: float | None = None
-        self.train_set: VideoFrames | None = None
-        self.val_set: VideoFrames | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -522,29 +488,8 @@ class VideoDataModule(SplitDataModule):
         if not self.video.exists():
             raise FileNotFoundError(f"video {self.video} does not exist; {BUILD_HINT}")
         size = None if self.hparams.resize is None else tuple(self.hparams.resize)
-        self._fps = probe_video(self.video).fps
-        self.frames = load_video(self.video, self.start, self.stop, size=size, max_bytes=self.hparams.max_bytes)
-        self.train_set = VideoFrames(self.frames, self.epoch_repeats)
-        self.val_set = VideoFrames(self.frames, 1)
-
-    def _require_setup(self) -> torch.Tensor:
-        if self.frames is None:
-            raise RuntimeError("VideoDataModule: call setup() first")
-        return self.frames
-
-    @property
-    def n_frames(self) -> int:
-        return int(self._require_setup().shape[0])
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        f = self._require_setup()
-        return int(f.shape[2]), int(f.shape[3])
-
-    @property
-    def fps(self) -> float:
-        self._require_setup()
-        return float(self._fps)
+        fps = probe_video(self.video).fps
+        self.use_frames(load_video(self.video, self.start, self.stop, size=size, max_bytes=self.hparams.max_bytes), fps)
 
 
 def classical_round_trip(source: str | Path, out_dir: str | Path, encoder: str, crf: int,

@@ -294,8 +294,23 @@ class NeRVVideoCodec(Codec):
             steps[name] = float(quant.step.detach().abs().clamp(min=1e-8).float().cpu())
         return ints, bits, steps
 
-    def compress(self) -> bytes:
-        """The fitted clip as ``.cgc`` bytes: decoder spec + coded quantized tensors."""
+    @property
+    def downsampling_factor(self) -> int:
+        """Pixels per side of a frame per position of the decoder's first feature map."""
+        return int(self.decoder.factor)
+
+    def compress(self, video: Tensor | None = None, fps: float = 25.0, epochs: int = 300, quant_epochs: int = 30,
+                 batch_size: int = 2, progress: bool = False) -> bytes:
+        """``.cgc`` bytes: the decoder spec + its coded quantized tensors.
+
+        Without ``video``: this codec's own fitted clip. With ``video`` ((T, 3, H, W) in
+        [0, 1]): a NeRV codec is fitted per clip, so a copy of this codec's networks is
+        fitted to it (both stages, this codec's recipe: loss weights, optimiser, lr;
+        ``fit_clip``) and that copy's file is returned; this codec is left unchanged."""
+        if video is not None:
+            return self.fit(video, fps, epochs, quant_epochs, batch_size, progress).compress()
+        if self.frame_size is None or (self.hybrid and not bool(self.embeddings.detach().abs().sum())):
+            raise CodecError("this codec holds no fitted clip: fit it first (compress(video) or train.py)")
         ints, bits, steps = self.quantized_integers()
         masks = {n: getattr(self.prune_masks, _key(n)) for n in ints if hasattr(self.prune_masks, _key(n))}
         records, payload = encode_tensors(ints, bits, masks)
@@ -305,8 +320,34 @@ class NeRVVideoCodec(Codec):
                   "size": [self.frame_size[1], self.frame_size[0]], "fps": self.fps, "tensors": records}
         return bitstream.pack(header, payload)
 
+    def fit(self, video: Tensor, fps: float = 25.0, epochs: int = 300, quant_epochs: int = 30, batch_size: int = 2,
+            progress: bool = False) -> "NeRVVideoCodec":
+        """A copy of this codec's networks fitted to ``video`` (T, 3, H, W) in [0, 1]: the
+        quantization-aware codec ``fit_clip`` returns."""
+        import copy
+
+        from codecgen.codecs.video.clip import ClipDataModule
+
+        if not isinstance(video, Tensor) or video.ndim != 4 or video.shape[1] != 3 or video.shape[0] == 0:
+            raise CodecError(f"expected a (T, 3, H, W) video, got {getattr(video, 'shape', type(video))}")
+        if not torch.isfinite(video).all() or video.min() < 0 or video.max() > 1:
+            raise CodecError("video frames must be finite and in [0, 1]")
+        data = ClipDataModule(video.float(), fps=fps, batch_size=batch_size)
+        encoder = copy.deepcopy(self.encoder) if self.encoder is not None else None
+        return fit_clip(data, copy.deepcopy(self.decoder), encoder, epochs, quant_epochs, lr=self.lr,
+                        optimizer=self.optimizer_name, loss_weights=self.loss_weights,
+                        prune_ratio=self.prune_ratio, accelerator=self.device.type, progress=progress)
+
+    def decompress(self, data: bytes, limits=None) -> "DecodedVideo":
+        """A ``.cgc`` video file as a lazy ``DecodedVideo`` (``frames(start, stop)``); any
+        NeRV-family file decodes, whatever codec wrote it: the file holds its decoder."""
+        return DecodedVideo(data, device=str(self.device), limits=limits)
+
     def bitrate(self) -> float:
-        return float("nan")  # known only once fitted and coded: bpp = file bits / (frames H W)
+        """Bits per pixel of this codec's fitted clip, from the real coded file:
+        8 x file bytes / (frames x H x W). A NeRV codec's rate is only known once fitted."""
+        h, w = self.frame_size or (0, 0)
+        return 8 * len(self.compress()) / (self.n_frames * h * w)
 
 
 class DecodedVideo:
