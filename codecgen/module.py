@@ -14,6 +14,13 @@ model from it. Lightning's own ``hyper_parameters`` entry is left out of checkpo
 LightningCLI re-parses it on ``--ckpt_path`` (resuming a run), and a recorded spec is
 the full, resolved argument tree, which need not fit the YAML parser's view of each
 argument; the run's config file is what a resumed run is built from.
+
+Resuming: everything a training step depends on is in the checkpoint (weights, buffers
+such as EMA codebooks and k-means flags, every optimiser and LR scheduler, the loops'
+counters; step-dependent schedules such as ``disc_start_step`` read ``global_step``), and
+in a seeded run each training batch starts torch's RNG from the run's seed, the global
+step and the batch index (``codecgen.seeding``), so the model's random draws (quantizer
+dropout, dead-code replacement, k-means init, masks) continue as if never interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import lightning as L
 import torch
 
 from codecgen.config import init_spec
+from codecgen.seeding import derive_seed, run_seed
 
 
 class Module(L.LightningModule):
@@ -71,6 +79,12 @@ class Module(L.LightningModule):
         ddp_kwargs = getattr(getattr(self._trainer, "strategy", None), "_ddp_kwargs", None)
         if isinstance(ddp_kwargs, dict):
             ddp_kwargs.setdefault("find_unused_parameters", True)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # see the module docstring: resumable randomness (an unseeded run is left alone)
+        seed = run_seed()
+        if seed is not None:
+            torch.manual_seed(derive_seed(seed, self.global_step, batch_idx))
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
         prefixes = tuple(f"{name}." for name in self.inference_modules)

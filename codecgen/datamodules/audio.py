@@ -27,7 +27,7 @@ import torchaudio.functional as AF
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
-from codecgen.datamodules.base import SplitDataModule
+from codecgen.datamodules.base import SplitDataModule, split_draw
 from codecgen.datamodules.split import split_by_hash
 
 __all__ = ["AudioDataModule", "AudioSegments", "audio_info", "load_audio", "iter_audio_chunks"]
@@ -174,9 +174,10 @@ def iter_audio_chunks(
 class AudioSegments(Dataset):
     """Fixed-length mono segments from a list of files.
 
-    ``random_offset=True`` (training) cuts each item at a fresh random position
-    drawn from torch's global RNG, which DataLoader seeds differently per worker
-    and per epoch; ``False`` (validation) always takes the start of the file.
+    ``random_offset=True`` (training) cuts each item at a fresh random position,
+    drawn with the draw's own seed when the index comes from ``ResumableSampler`` as
+    ``(index, seed)`` (so a resumed run cuts the same segments), else from torch's
+    global RNG; ``False`` (validation) always takes the start of the file.
     Item ``i`` reads file ``i % len(files)``, so ``length`` may exceed the file count.
     """
 
@@ -195,16 +196,18 @@ class AudioSegments(Dataset):
         self.segment_samples = segment_samples
         self.random_offset = random_offset
         self.length = len(self.files) if length is None else length
+        self.random_draws = random_offset  # ResumableSampler: pass each draw's seed
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int | tuple[int, int]) -> torch.Tensor:
+        index, generator = split_draw(index)
         info = self.files[index % len(self.files)]
         total = _output_length(info.frames, info.sample_rate, self.sample_rate)
         offset = 0
         if self.random_offset and total > self.segment_samples:
-            offset = int(torch.randint(0, total - self.segment_samples + 1, ()).item())
+            offset = int(torch.randint(0, total - self.segment_samples + 1, (), generator=generator).item())
         return _read_window(info, self.sample_rate, offset, offset + self.segment_samples)
 
 

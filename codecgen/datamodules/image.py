@@ -35,7 +35,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from codecgen.datamodules.base import SplitDataModule
+from codecgen.datamodules.base import SplitDataModule, split_draw
 from codecgen.datamodules.split import split_by_hash
 
 __all__ = [
@@ -356,7 +356,8 @@ class ImageCrops(Dataset):
     [``min_scale``, 1], cuts a square of ``crop / s`` pixels (at most the
     image's shorter side) at a random position, resizes it to ``crop``
     (bicubic) and flips it horizontally with probability 1/2. Randomness comes
-    from torch's global RNG, which DataLoader seeds per worker and epoch.
+    from the draw's own seed when the index comes from ``ResumableSampler`` as
+    ``(index, seed)`` (so a resumed run cuts the same crops), else from torch's global RNG.
     ``train=False``: ``val_crops`` crops per image at fixed positions, at the
     image's own scale; item ``i`` is crop ``i % val_crops`` of image
     ``i // val_crops``. Images whose shorter side is under ``crop`` are first
@@ -385,6 +386,7 @@ class ImageCrops(Dataset):
             self.length = len(self.files) if length is None else length
         else:
             self.length = len(self.files) * val_crops
+        self.random_draws = train  # ResumableSampler: pass each draw's seed
         cap = _WEIGHT_CAP_CROPS * crop_size**2
         self.weights = torch.tensor([float(min(f.height * f.width, cap)) for f in self.files], dtype=torch.float64)
         self.cache_bytes = cache_bytes
@@ -405,23 +407,24 @@ class ImageCrops(Dataset):
             self._cache.popitem(last=False)
         return x
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int | tuple[int, int]) -> torch.Tensor:
+        index, generator = split_draw(index)
         if self.train:
-            x = self._train_crop()
+            x = self._train_crop(generator)
         else:
             x = self._val_crop(index)
         return x * 2.0 - 1.0
 
-    def _train_crop(self) -> torch.Tensor:
-        i = int(torch.multinomial(self.weights, 1).item())
+    def _train_crop(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        i = int(torch.multinomial(self.weights, 1, generator=generator).item())
         pixels = self._pixels(self.files[i])
         h, w = pixels.shape[:2]
-        scale = self.min_scale ** float(torch.rand(()))  # log-uniform in [min_scale, 1]
+        scale = self.min_scale ** float(torch.rand((), generator=generator))  # log-uniform in [min_scale, 1]
         side = max(1, min(round(self.crop / scale), h, w))
-        top = int(torch.randint(0, h - side + 1, ()))
-        left = int(torch.randint(0, w - side + 1, ()))
+        top = int(torch.randint(0, h - side + 1, (), generator=generator))
+        left = int(torch.randint(0, w - side + 1, (), generator=generator))
         x = _resize(_to_unit(pixels[top : top + side, left : left + side]), self.crop, self.crop)
-        if bool(torch.rand(()) < 0.5):
+        if bool(torch.rand((), generator=generator) < 0.5):
             x = x.flip(-1)
         return x
 
