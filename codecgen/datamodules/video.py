@@ -36,7 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codecgen.codecs.video.clip import ClipDataModule
+from codecgen.codecs.video.clip import ClipShape, VideoFrames
+from codecgen.datamodules.base import SplitDataModule
 from codecgen.datamodules.image import image_size, load_image, save_image
 
 __all__ = [
@@ -446,7 +447,7 @@ def parse_frame_range(frames: str | None) -> tuple[int, int | None]:
     return start, stop
 
 
-class VideoDataModule(ClipDataModule):
+class VideoDataModule(ClipShape, SplitDataModule):
     """The frames of ONE video, for codecs that fit a network to a clip (the NeRV family).
 
     ``video`` is a video file or a folder of PNG/JPG frames; ``frames`` picks a
@@ -475,12 +476,21 @@ class VideoDataModule(ClipDataModule):
         epoch_repeats: int = 1,
         max_bytes: int = MAX_BYTES,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, epoch_repeats=epoch_repeats)
+        super().__init__()
         self.save_hyperparameters()
+        if batch_size <= 0 or epoch_repeats <= 0:
+            raise ValueError("batch_size and epoch_repeats must be positive")
         if resize is not None and (len(resize) != 2 or min(resize) <= 0):
             raise ValueError(f"resize must be (height, width) with positive sides, got {resize}")
         self.video = Path(video)
         self.start, self.stop = parse_frame_range(frames)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.epoch_repeats = epoch_repeats
+        self.frames: torch.Tensor | None = None
+        self._fps: float | None = None
+        self.train_set: VideoFrames | None = None
+        self.val_set: VideoFrames | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -488,8 +498,10 @@ class VideoDataModule(ClipDataModule):
         if not self.video.exists():
             raise FileNotFoundError(f"video {self.video} does not exist; {BUILD_HINT}")
         size = None if self.hparams.resize is None else tuple(self.hparams.resize)
-        fps = probe_video(self.video).fps
-        self.use_frames(load_video(self.video, self.start, self.stop, size=size, max_bytes=self.hparams.max_bytes), fps)
+        self._fps = probe_video(self.video).fps
+        self.frames = load_video(self.video, self.start, self.stop, size=size, max_bytes=self.hparams.max_bytes)
+        self.train_set = VideoFrames(self.frames, self.epoch_repeats)
+        self.val_set = VideoFrames(self.frames, 1)
 
 
 def classical_round_trip(source: str | Path, out_dir: str | Path, encoder: str, crf: int,

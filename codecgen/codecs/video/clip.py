@@ -1,7 +1,9 @@
 """One clip's frames as training data for the codecs that fit a network to a clip (the
-NeRV family): a dataset of frames with their index and time, and a LightningDataModule
-over frames already in memory (what ``NeRVVideoCodec.compress(video)`` fits to; the
-file-reading ``codecgen.datamodules.video.VideoDataModule`` builds on it)."""
+NeRV family): a dataset of frames with their index and time (also served by the
+file-reading ``codecgen.datamodules.video.VideoDataModule``), and a LightningDataModule
+over frames already in memory, what ``NeRVVideoCodec.compress(video)`` fits to. That one
+is not for ``train.py`` runs, so its loader is a plain shuffled one, not the resumable
+loader of ``codecgen.datamodules.base``."""
 
 from __future__ import annotations
 
@@ -33,7 +35,34 @@ class VideoFrames(Dataset):
         return {"frame": self.frames[index], "index": index, "t": self.t[index]}
 
 
-class ClipDataModule(L.LightningDataModule):
+class ClipShape:
+    """``n_frames``, ``frame_size`` (H, W) and ``fps`` of the clip a data module holds in
+    ``self.frames`` (T, 3, H, W) and ``self._fps``, once it has them."""
+
+    frames: torch.Tensor | None = None
+    _fps: float | None = None
+
+    def _require_frames(self) -> torch.Tensor:
+        if self.frames is None:
+            raise RuntimeError(f"{type(self).__name__}: no frames yet (call setup() first)")
+        return self.frames
+
+    @property
+    def n_frames(self) -> int:
+        return int(self._require_frames().shape[0])
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        f = self._require_frames()
+        return int(f.shape[2]), int(f.shape[3])
+
+    @property
+    def fps(self) -> float:
+        self._require_frames()
+        return float(self._fps)
+
+
+class ClipDataModule(ClipShape, L.LightningDataModule):
     """The frames of ONE clip, (T, 3, H, W) in [0, 1]. Training serves every frame
     ``epoch_repeats`` times per epoch, shuffled, keeping a short last batch (no frame is
     skipped); validation serves all frames once, in order (the NeRV family is scored on
@@ -64,11 +93,6 @@ class ClipDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self._require_frames()
 
-    def _require_frames(self) -> torch.Tensor:
-        if self.frames is None:
-            raise RuntimeError(f"{type(self).__name__}: no frames yet (call setup() first)")
-        return self.frames
-
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, drop_last=False,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
@@ -80,17 +104,3 @@ class ClipDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         self.setup("validate")
         return self._loader(self.val_set, train=False)
-
-    @property
-    def n_frames(self) -> int:
-        return int(self._require_frames().shape[0])
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        f = self._require_frames()
-        return int(f.shape[2]), int(f.shape[3])
-
-    @property
-    def fps(self) -> float:
-        self._require_frames()
-        return float(self._fps)
