@@ -504,11 +504,29 @@ class VideoDataModule(ClipShape, SplitDataModule):
         self.val_set = VideoFrames(self.frames, 1)
 
 
+# libx265 3.5 (Debian 12) writes past a heap buffer in its lookahead (cuTree) on frames
+# narrower than its 64-px coding tree unit (valgrind: 48x32, 48x64); whether that aborts
+# ("corrupted size vs. prev_size") depends on the heap's layout, so it fails at random.
+CLASSICAL_MIN_SIDE = 64
+
+
+def _coded_side(n: int) -> int:
+    """A frame side as the classical anchors code it: at least CLASSICAL_MIN_SIDE, and even (4:2:0)."""
+    return max(CLASSICAL_MIN_SIDE, n + n % 2)
+
+
 def classical_round_trip(source: str | Path, out_dir: str | Path, encoder: str, crf: int,
                          preset: str = "slow") -> tuple[Path, torch.Tensor, float, float]:
     """The classical anchor on one clip: ``encoder`` (``libx264`` or ``libx265``) at ``crf``,
     4:2:0, one thread, written as a raw bitstream (no container bytes in its size), then
-    decoded back. Returns (bitstream path, decoded frames (N, 3, H, W), encode s, decode s)."""
+    decoded back. Returns (bitstream path, decoded frames (N, 3, H, W), encode s, decode s).
+
+    Frames with a side under 64 px (x265's coding tree unit; smaller frames crash Debian
+    12's libx265) or of odd size (4:2:0) are padded on the right and bottom, in RGB, by
+    repeating the edge pixels, up to at least 64 px and an even size; both encoders code the
+    same padded frames. The decoded frames (and ``*_back.mkv``) are cropped back to the
+    source's size, but the bitstream, hence its size in bits, is the padded one.
+    """
     stream_format = {"libx264": "h264", "libx265": "hevc"}.get(encoder)
     if stream_format is None:
         raise ValueError(f"encoder must be libx264 or libx265, got {encoder!r}")
@@ -516,12 +534,21 @@ def classical_round_trip(source: str | Path, out_dir: str | Path, encoder: str, 
     coded, back = out_dir / f"{encoder}_crf{crf}.{stream_format}", out_dir / f"{encoder}_crf{crf}_back.mkv"
     one_thread = (["-x265-params", "log-level=error:pools=1:frame-threads=1"] if encoder == "libx265"
                   else ["-threads", "1"])
+    info = probe_video(source)
+    h, w = info.height, info.width
+    pad_h, pad_w = _coded_side(h) - h, _coded_side(w) - w
+    pad, crop = [], []
+    if pad_h or pad_w:  # fillborders works on planar formats: gbrp keeps RGB sources lossless
+        pad = ["-vf", f"format=gbrp,pad={w + pad_w}:{h + pad_h}:0:0,"
+                      f"fillborders=right={pad_w}:bottom={pad_h}:mode=smear"]
+        crop = ["-vf", f"format=bgr0,crop={w}:{h}:0:0"]
     start = time.perf_counter()
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c:v", encoder, "-preset", preset, "-crf",
-                    str(crf), "-pix_fmt", "yuv420p", *one_thread, "-f", stream_format, str(coded)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), *pad, "-c:v", encoder, "-preset", preset,
+                    "-crf", str(crf), "-pix_fmt", "yuv420p", *one_thread, "-f", stream_format, str(coded)],
+                   check=True)
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-threads", "1", "-i", str(coded), "-c:v", "ffv1",
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-threads", "1", "-i", str(coded), *crop, "-c:v", "ffv1",
                     "-pix_fmt", "bgr0", str(back)], check=True)
     decode_s = time.perf_counter() - start
     return coded, load_video(back), encode_s, decode_s

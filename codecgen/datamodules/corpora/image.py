@@ -1,0 +1,436 @@
+"""The default image corpus: the sample photographs that installed packages ship.
+
+``python -m codecgen.datamodules.prepare image --out data/images [--val-fraction 0.1] [--force]``
+
+The corpus (see ../shared/DATA.md) gathers ``skimage.data`` (8 colour, 9 grey;
+any that would need a download are skipped with a warning),
+``sklearn.datasets.load_sample_images`` (china, flower), ``pywt.data`` (aero,
+ascent; camera duplicates skimage's and is dropped as such) and the ~90 test
+images of the Debian package ``opencv-doc``
+(``/usr/share/doc/opencv-doc/examples/data``; a loud warning names
+``apt-get install opencv-doc`` when it is missing, and the rest is built).
+Each becomes a lossless PNG (grey stays grey, transparency is composited over
+white) in ``OUT/train/`` or ``OUT/val/``. Whole images, and whole scenes (stereo
+pairs, edited copies), are held out: only colour photographs with a shorter
+side of at least 256 px go to val, picked by a hash of their group name until
+val holds ``--val-fraction`` of the corpus (~10 %, at least 8 images).
+``OUT/README.md`` credits every image source and licence, ``OUT/licenses/``
+holds their licence files, and ``OUT/.complete`` marks a finished build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from codecgen.datamodules.corpora.common import (
+    OPENCV_COPYRIGHT,
+    OPENCV_DATA,
+    CorpusBuild,
+    already_built,
+    dist_licence,
+    hash01,
+    log,
+    opencv_doc,
+    package_version,
+    parallel_map,
+    round_robin,
+    worker_count,
+)
+
+IMAGE_VAL_FRACTION = 0.1
+MIN_IMAGE_VAL = 8
+MIN_VAL_SIDE = 256  # the image benchmark cuts 256-px crops of the val photos
+MIN_IMAGE_SIDE = 64  # smaller files are icons and logos
+COLOUR_LEVELS = 3.0  # mean |channel - grey| (8-bit levels) under which a photo counts as grey
+OPENCV_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+SKIMAGE_COLOUR = (
+    "astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "hubble_deep_field",
+    "immunohistochemistry", "retina",
+)
+SKIMAGE_GREY = ("camera", "moon", "brick", "grass", "gravel", "coins", "clock", "page", "text")
+# From the skimage.data docstrings (each function's Notes).
+SKIMAGE_CREDITS = {
+    "astronaut": "NASA (Eileen Collins): public domain",
+    "coffee": "Rachel Michetti: CC0",
+    "chelsea": "Stefan van der Walt: CC0",
+    "rocket": "SpaceX: public domain",
+    "stereo_motorcycle": "Middlebury stereo 2014 (Scharstein et al., GCPR 2014), left view: "
+    "see vision.middlebury.edu/stereo",
+    "hubble_deep_field": "NASA / HubbleSite: public domain",
+    "immunohistochemistry": "Center for Microscopy And Molecular Imaging (CMMI): no known copyright restrictions",
+    "retina": "Mikael Häggström (Wikimedia Commons): CC0",
+    "camera": "Lav Varshney: CC0",
+    "moon": "scikit-image sample data: no licence stated",
+    "brick": "CC0Textures (Bricks25), transformed by scikit-image: CC0",
+    "grass": "linolafett (DeviantArt), cropped by scikit-image: CC0",
+    "gravel": "CC0Textures (Gravel04), cropped by scikit-image: CC0",
+    "coins": "Brooklyn Museum collection: no known copyright restrictions",
+    "clock": "Stefan van der Walt: public domain",
+    "page": "scikit-image sample data: no licence stated",
+    "text": "Wikipedia (Corner.png): public domain",
+}
+# opencv-doc files that are drawings, renders, logos, plots, paintings or printed text:
+# fine for training, never used for validation.
+OPENCV_NOT_PHOTOS = frozenset(
+    "Blender_Suzanne1 Blender_Suzanne2 HappyFish LinuxLogo WindowsLogo aloeGT blox cards chessboard "
+    "detect_blob digits ellipses gradient imageTextN imageTextR mask ml notes opencv-logo "
+    "opencv-logo-white pca_test1 pic1 pic2 pic3 pic4 pic5 pic6 starry_night templ tmpl".split()
+)
+# opencv-doc files showing one scene (stereo pairs, edits, sequences) share a split.
+OPENCV_GROUPS = {
+    "aloeL": "aloe", "aloeR": "aloe", "aloeGT": "aloe", "leuvenA": "leuven", "leuvenB": "leuven",
+    "left": "stereo", "right": "stereo", "imageTextN": "imageText", "imageTextR": "imageText",
+    "ela_modified": "ela", "ela_original": "ela", "text_defocus": "text_blur", "text_motion": "text_blur",
+    "box_in_scene": "box", "templ": "mask", "tmpl": "mask",
+}
+
+
+@dataclass
+class ImageSource:
+    """One contribution to the image corpus, for the README table."""
+
+    name: str
+    credit: str
+    licence: str
+    files: dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
+
+
+@dataclass
+class ImageItem:
+    """One picture to convert: ``load()`` gives an (H, W[, C]) array (uint8, uint16 or float)."""
+
+    name: str  # output file stem
+    source: str  # ImageSource.name
+    group: str  # pictures of one scene share a group, hence a split
+    load: Callable[[], np.ndarray]
+    photo: bool = True  # a natural photograph (may be held out for validation)
+    pixels: np.ndarray | None = None  # filled in by _load_item: uint8 (H, W) grey or (H, W, 3)
+    colour: float = 0.0  # mean |channel - grey| in 8-bit levels
+
+    @property
+    def eligible_for_val(self) -> bool:
+        p = self.pixels
+        if not self.photo or p is None or p.ndim != 3:
+            return False
+        return self.colour >= COLOUR_LEVELS and min(p.shape[:2]) >= MIN_VAL_SIDE
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def _pil_pixels(path: Path) -> np.ndarray:
+    """Decode an image file with Pillow (first frame) to an array _to_uint8_image understands."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        mode = img.mode
+        if mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        elif mode == "1":
+            img = img.convert("L")
+        elif mode.startswith("I;16"):
+            return np.asarray(img).astype(np.uint16)
+        elif mode in ("RGB", "L") and "transparency" in img.info:
+            img = img.convert("RGBA" if mode == "RGB" else "LA")
+        elif mode in ("RGBa", "La", "PA"):
+            img = img.convert("RGBA")
+        elif mode not in ("RGB", "L", "LA", "RGBA"):
+            img = img.convert("RGB")
+        return np.asarray(img)
+
+
+def _to_uint8_image(x: np.ndarray) -> np.ndarray:
+    """Any (H, W), (H, W, 1..4) array -> uint8 (H, W) grey or (H, W, 3) colour.
+
+    Alpha is composited over white; colour images whose channels are all equal become grey.
+    """
+    x = np.asarray(x)
+    if x.dtype == np.uint16:
+        x = ((x.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif np.issubdtype(x.dtype, np.floating):
+        x = (np.clip(np.nan_to_num(x), 0.0, 1.0) * 255).round().astype(np.uint8)
+    elif x.dtype != np.uint8:
+        raise ValueError(f"unexpected pixel type {x.dtype}")
+    if x.ndim == 3 and x.shape[2] in (2, 4):  # LA / RGBA: over white
+        colour, alpha = x[..., :-1].astype(np.uint32), x[..., -1:].astype(np.uint32)
+        if (alpha < 255).any():
+            colour = (colour * alpha + 255 * (255 - alpha) + 127) // 255
+        x = colour.astype(np.uint8)
+    if x.ndim == 3 and x.shape[2] == 3 and (x[..., 0] == x[..., 1]).all() and (x[..., 1] == x[..., 2]).all():
+        x = x[..., 0]
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[..., 0]
+    if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[2] != 3):
+        raise ValueError(f"unexpected image shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def _colourfulness(x: np.ndarray) -> float:
+    if x.ndim == 2:
+        return 0.0
+    f = x.astype(np.float32)
+    return float(np.abs(f - f.mean(axis=2, keepdims=True)).mean())
+
+
+def _load_item(item: ImageItem) -> str | None:
+    """Decode ``item`` into ``item.pixels``; return why it is skipped, or None."""
+    try:
+        pixels = _to_uint8_image(item.load())
+    except Exception as err:  # noqa: BLE001 - a missing sample (e.g. needs pooch) or a bad file is skipped
+        return f"unavailable or unreadable ({type(err).__name__}: {str(err).strip()[:200]})"
+    if min(pixels.shape[:2]) < MIN_IMAGE_SIDE:
+        return f"too small ({pixels.shape[1]}x{pixels.shape[0]} < {MIN_IMAGE_SIDE} px)"
+    item.pixels, item.colour = pixels, _colourfulness(pixels)
+    return None
+
+
+def _write_png(pixels: np.ndarray, dst: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels).save(dst, format="PNG")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _skimage_items() -> list[ImageItem]:
+    def load(name: str) -> np.ndarray:
+        import skimage.data
+
+        x = getattr(skimage.data, name)()
+        return x[0] if name == "stereo_motorcycle" else x  # (left, right, disparity): the left view
+
+    return [
+        ImageItem(f"skimage_{n}", "skimage", f"skimage_{n}", lambda n=n: load(n))
+        for n in SKIMAGE_COLOUR + SKIMAGE_GREY
+    ]
+
+
+def _sklearn_items() -> list[ImageItem]:
+    def load(name: str) -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg")
+
+    return [ImageItem(f"sklearn_{n}", "sklearn", f"sklearn_{n}", lambda n=n: load(n)) for n in ("china", "flower")]
+
+
+def _pywt_items() -> list[ImageItem]:
+    def load(name: str) -> np.ndarray:
+        import pywt.data
+
+        return getattr(pywt.data, name)()
+
+    return [ImageItem(f"pywt_{n}", "pywt", f"pywt_{n}", lambda n=n: load(n)) for n in ("aero", "ascent", "camera")]
+
+
+def _opencv_items(folder: Path) -> list[ImageItem]:
+    items = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in OPENCV_SUFFIXES):
+        stem = path.stem
+        group = OPENCV_GROUPS.get(stem) or re.sub(r"^(left|right)\d+$", "calib", stem)
+        group = re.sub(r"\d+$", "", group) or group
+        name = "opencv_" + re.sub(r"[^A-Za-z0-9_-]", "-", stem)
+        load = lambda p=path: _pil_pixels(p)  # noqa: E731
+        items.append(ImageItem(name, "opencv", f"opencv_{group}", load, photo=stem not in OPENCV_NOT_PHOTOS))
+    return items
+
+
+def _image_sources(opencv_dir: Path) -> dict[str, ImageSource]:
+    opencv_version, opencv_licence = opencv_doc("baboon.jpg")
+    return {
+        "skimage": ImageSource(
+            f"`scikit-image` {package_version('scikit-image')} (`skimage.data`)",
+            "per image, below (from the `skimage.data` docstrings)",
+            "mostly public domain / CC0, per image below; package BSD-3-Clause",
+        ),
+        "sklearn": ImageSource(
+            f"`scikit-learn` {package_version('scikit-learn')} (`load_sample_images`)",
+            "china.jpg: danielbuechele (Flickr); flower.jpg: vultilion (Flickr); retrieved by Robert Layton",
+            "CC-BY-2.0 (licenses/scikit-learn-sample-images.txt)",
+        ),
+        "pywt": ImageSource(
+            f"`PyWavelets` {package_version('PyWavelets')} (`pywt.data`)",
+            "PyWavelets developers; ascent derived from public-domain-image.com",
+            "ascent: public domain; aero: provenance not stated; package MIT (licenses/PyWavelets.LICENSE)",
+        ),
+        "opencv": ImageSource(
+            f"Debian `opencv-doc` {opencv_version} (`{opencv_dir}`)",
+            "OpenCV project and contributors (Intel, Willow Garage, OpenCV Foundation, ...)",
+            opencv_licence,
+        ),
+    }
+
+
+def _licence_files(opencv_dir: Path) -> dict[str, Path | None]:
+    licences = {
+        "opencv-doc.copyright": OPENCV_COPYRIGHT if opencv_dir.is_dir() else None,
+        "scikit-image.LICENSE.txt": dist_licence("scikit-image"),
+        "scikit-learn-sample-images.txt": None,
+        "PyWavelets.LICENSE": dist_licence("PyWavelets"),
+    }
+    try:
+        import sklearn.datasets
+
+        licences["scikit-learn-sample-images.txt"] = Path(sklearn.datasets.__file__).parent / "images" / "README.txt"
+    except ImportError:
+        pass
+    return licences
+
+
+# --------------------------------------------------------------------------- split
+
+
+def _image_val_groups(items: list[ImageItem], val_fraction: float, min_val: int) -> set[str]:
+    """Groups held out: eligible photo groups by SHA-1 of their name until ``val_fraction`` of the corpus."""
+    eligible: dict[str, int] = {}
+    for item in items:
+        if item.eligible_for_val:
+            eligible[item.group] = eligible.get(item.group, 0) + 1
+    target = max(min_val, round(val_fraction * len(items)))
+    chosen, n = set(), 0
+    for group in sorted(eligible, key=hash01):
+        if n >= target:
+            break
+        chosen.add(group)
+        n += eligible[group]
+    return chosen
+
+
+# --------------------------------------------------------------------------- the corpus
+
+
+def _readme_body(
+    sources: dict[str, ImageSource], items: list[ImageItem], val_names: set[str], skipped: list[tuple[str, str]]
+) -> list[str]:
+    lines = [
+        "## Sources and licences",
+        "",
+        "| source | credit | licence | train | val |",
+        "|---|---|---|---|---|",
+    ]
+    for s in sources.values():
+        if s.files["train"] + s.files["val"]:
+            lines.append(f"| {s.name} | {s.credit} | {s.licence} | {s.files['train']} | {s.files['val']} |")
+    n_train = sum(s.files["train"] for s in sources.values())
+    lines += [f"| **total** | | | {n_train} | {len(val_names)} |", ""]
+    ski = [i for i in items if i.source == "skimage"]
+    if ski:
+        lines += ["### scikit-image images", "", "| file | credit: licence |", "|---|---|"]
+        lines += [f"| {i.name}.png | {SKIMAGE_CREDITS[i.name.removeprefix('skimage_')]} |" for i in ski]
+        lines.append("")
+    lines += ["## Validation images", "", "| file | width x height |", "|---|---|"]
+    for i in sorted((i for i in items if i.name in val_names), key=lambda i: i.name):
+        lines.append(f"| {i.name}.png | {i.pixels.shape[1]} x {i.pixels.shape[0]} |")
+    lines.append("")
+    if skipped:
+        lines += ["## Skipped", ""] + [f"- {name}: {why}" for name, why in skipped] + [""]
+    return lines + [
+        "Licence and copyright files of the sources are in `licenses/`. CC-BY images require",
+        "attribution (above) when redistributed.",
+    ]
+
+
+def build_images(
+    out: str | Path = "data/images",
+    force: bool = False,
+    val_fraction: float = IMAGE_VAL_FRACTION,
+    max_images: int | None = None,
+    opencv_dir: str | Path = OPENCV_DATA,
+    workers: int | None = None,
+) -> Path:
+    """Build the default image corpus into ``out`` (see the module docstring); return ``out``.
+
+    ``max_images`` keeps only that many source images, taken round-robin over the
+    sources (for quick tests); ``opencv_dir`` is where opencv-doc's sample data is.
+    """
+    out, opencv_dir = Path(out), Path(opencv_dir)
+    if already_built(out, force):
+        return out
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if max_images is not None and max_images < 2:
+        raise ValueError(f"max_images must be at least 2, got {max_images}")
+    workers = worker_count(workers)
+    build = CorpusBuild(out, "image")
+
+    skipped: list[tuple[str, str]] = []
+    lists = [_skimage_items(), _sklearn_items(), _pywt_items()]
+    if opencv_dir.is_dir():
+        lists.append(_opencv_items(opencv_dir))
+    else:
+        build.warn(
+            f"opencv-doc sample images not found at {opencv_dir}: the corpus lacks its ~90 test images. "
+            "Install them with `apt-get install opencv-doc` (or `make system-deps`) and rebuild with --force"
+        )
+    # All of them source by source; a quick build takes its few round-robin, to keep every source.
+    candidates = [i for items in lists for i in items] if max_images is None else round_robin(lists)[:max_images]
+
+    reasons = parallel_map(_load_item, candidates, workers, "images")
+    items: list[ImageItem] = []
+    seen: dict[str, str] = {}
+    for item, why in zip(candidates, reasons):
+        if why is None:
+            p = item.pixels
+            digest = hashlib.sha1(p.tobytes() + str(p.shape).encode()).hexdigest()
+            if digest in seen:
+                why = f"same pixels as {seen[digest]}"
+            else:
+                seen[digest] = item.name
+                items.append(item)
+        if why is not None:
+            skipped.append((item.name, why))
+            log(f"warning: skipping {item.name}: {why}")
+    if not items:
+        raise RuntimeError("no source images loaded (are scikit-image, scikit-learn and PyWavelets installed?)")
+
+    n_eligible = sum(i.eligible_for_val for i in items)
+    min_val = MIN_IMAGE_VAL if n_eligible >= 2 * MIN_IMAGE_VAL else max(1, n_eligible // 2)
+    if min_val < MIN_IMAGE_VAL:
+        msg = f"only {n_eligible} colour photos of >= {MIN_VAL_SIDE} px: val holds {min_val}, not {MIN_IMAGE_VAL}"
+        if max_images is None:
+            build.warn(msg)
+        else:
+            log(f"warning: {msg} (--max-images {max_images})")
+    val_groups = _image_val_groups(items, val_fraction, min_val)
+    val_names = {i.name for i in items if i.group in val_groups and i.eligible_for_val}
+
+    sources = _image_sources(opencv_dir)
+    jobs = []
+    for item in items:
+        split = "val" if item.name in val_names else "train"
+        sources[item.source].files[split] += 1
+        jobs.append((item.pixels, out / split / f"{item.name}.png"))
+    parallel_map(lambda job: _write_png(*job), jobs, workers, "png")
+    build.copy_licences(_licence_files(opencv_dir))
+
+    build.write_readme(" from Python packages' sample", [
+        "images and the Debian package `opencv-doc`. Lossless PNG: 8-bit RGB, or 8-bit grey where the",
+        "source is grey (the loader returns three identical channels). Transparent images were",
+        "composited over white. Files are named `<source>_<original name>.png`.",
+        "",
+        "The split is fixed and holds out whole images (and whole scenes: stereo pairs and edited",
+        "copies share a split). `val/` holds only colour photographs whose shorter side is at least",
+        f"{MIN_VAL_SIDE} px (the benchmark cuts {MIN_VAL_SIDE}-px crops of them): scene groups are taken in",
+        f"order of a SHA-1 hash of their name until val holds {val_fraction:.0%} of the corpus (at least",
+        f"{MIN_IMAGE_VAL} images). Everything else is in `train/`.",
+    ], _readme_body(sources, items, val_names, skipped))
+    val_sizes = {f"{i.name}.png": list(i.pixels.shape[1::-1]) for i in items if i.name in val_names}
+    log(f"image corpus in {out}: {len(items) - len(val_names)} train, {len(val_names)} val images "
+        f"in {build.seconds:.0f} s")
+    for s in sources.values():
+        log(f"  {s.name}: train {s.files['train']}, val {s.files['val']}")
+    build.finish({
+        "images": {s.name: s.files for s in sources.values() if s.files["train"] + s.files["val"]},
+        "val": dict(sorted(val_sizes.items())),
+        "skipped": dict(skipped),
+    })
+    return out
