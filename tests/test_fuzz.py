@@ -504,6 +504,9 @@ def test_valid_files_at_the_limits_decode(audio, image, video):
     decode_video(video[0], DecodeLimits(max_frames=5, max_frame_pixels=16 * 24))
     for limits in (DecodeLimits(max_frames=4), DecodeLimits(max_frame_pixels=16 * 24 - 1)):
         _refused(lambda d: decode_video(d, limits), video[0], DecodeLimitError)
+    codec = _video_codec(hybrid=False)  # any video codec reads any video file: the file is the decoder
+    assert codec.decompress(video[0], limits=DecodeLimits(max_frames=5)).shape == (5, 3, 16, 24)
+    _refused(lambda d: codec.decompress(d, limits=DecodeLimits(max_frames=4)), video[0], DecodeLimitError)
 
 
 def test_decoder_schemas_name_every_constructor_argument():

@@ -356,6 +356,13 @@ class NeRVVideoCodec(Codec):
                   "size": [self.frame_size[1], self.frame_size[0]], "fps": self.fps, "tensors": records}
         return bitstream.pack(header, payload)
 
+    def decompress(self, data: bytes, limits: DecodeLimits | None = None) -> Tensor:
+        """``.cgc`` bytes -> every frame (T, 3, H, W) in [0, 1]. The file holds its own
+        decoder, so this reads any video file (``DecodedVideo`` renders frame ranges);
+        ``limits`` as ``DecodedVideo``."""
+        video = DecodedVideo(data, device=str(self.device), limits=limits)
+        return torch.stack(list(video.frames()))
+
     def bitrate(self) -> float:
         return float("nan")  # known only once fitted and coded: bpp = file bits / (frames H W)
 
