@@ -154,3 +154,75 @@ def test_check_shape():
     for bad in ([-1, 2], [1.0], [True], ["3"], [None], "123", 5, [1] * 9, [2**20, 2**20], [2, 4]):
         with pytest.raises(BitstreamError):
             bs.check_shape(bad, max_elements=7 if bad == [2, 4] else 2**31)
+
+
+SCHEMA = bs.Object(
+    {
+        "n": bs.Int(1, 10),
+        "rate": bs.Number(0.0, 100.0, open_lo=True),
+        "flag": bs.Bool(),
+        "kind": bs.Str(choices=("a", "b")),
+        "name": bs.Str(max_len=5, min_len=1),
+        "shape": bs.List(bs.Int(0, 9), 1, 3),
+        "opt": bs.Maybe(bs.Int(0, 1)),
+        "inner": bs.Object({"x": bs.Int(0, 1)}, optional=("x",)),
+    },
+    optional=("opt",),
+)
+GOOD = {"n": 3, "rate": 2, "flag": False, "kind": "a", "name": "hey", "shape": [1, 2], "opt": None, "inner": {}}
+
+
+def test_schema_accepts_a_valid_header_unchanged():
+    assert bs.check_header(GOOD, SCHEMA, "test") is GOOD
+    assert SCHEMA.check({**GOOD, "rate": 99.5, "opt": 1, "inner": {"x": 0}})
+    assert SCHEMA.check({k: v for k, v in GOOD.items() if k != "opt"})
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("n", True, "'n' must be an int, got bool"),
+        ("n", 3.0, "'n' must be an int, got float"),
+        ("n", 11, r"'n' must be in \[1, 10\], got 11"),
+        ("n", 10**400, "must be in"),
+        ("n", None, "got null"),
+        ("rate", 0, r"must be in \(0.0, 100.0\]"),
+        ("rate", float("nan"), "finite"),
+        ("rate", float("inf"), "finite"),
+        ("rate", 10**400, "must be in"),
+        ("rate", False, "must be a number, got bool"),
+        ("rate", "1", "must be a number, got str"),
+        ("flag", 0, "true or false"),
+        ("kind", "c", r"one of \['a', 'b'\]"),
+        ("name", "toolong", "7 characters"),
+        ("name", "", "0 characters"),
+        ("name", ["x"], "must be a string"),
+        ("shape", [], "1 to 3 items"),
+        ("shape", [1, 2, 3, 4], "1 to 3 items"),
+        ("shape", [1, -1], r"'shape\[1\]' must be in"),
+        ("shape", [[1]], r"'shape\[0\]' must be an int, got list"),
+        ("shape", {"0": 1}, "must be a list, got dict"),
+        ("opt", 2, "'opt' must be in"),
+        ("inner", {"x": 2}, "'inner.x' must be in"),
+        ("inner", {"y": 0}, r"'inner' has unknown field\(s\) \['y'\]"),
+        ("inner", [], "'inner' must be a JSON object"),
+        ("extra", 1, r"header has unknown field\(s\) \['extra'\]"),
+    ],
+)
+def test_schema_refuses_each_lie(field, value, message):
+    with pytest.raises(BitstreamError, match=message):
+        SCHEMA.check({**GOOD, field: value})
+
+
+def test_schema_missing_fields_and_foreign_kinds():
+    for field in GOOD:
+        header = {k: v for k, v in GOOD.items() if k != field}
+        if field == "opt":
+            SCHEMA.check(header)
+        else:
+            with pytest.raises(BitstreamError, match=f"'{field}' missing"):
+                SCHEMA.check(header)
+    with pytest.raises(BitstreamError, match="header must be a JSON object, got list"):
+        SCHEMA.check([1])
+    with pytest.raises(BitstreamError, match="holds 'image' data, not audio"):
+        bs.check_header({**GOOD, "modality": "image"}, SCHEMA, "audio")

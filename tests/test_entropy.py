@@ -245,3 +245,52 @@ def test_decoding_garbage_raises_or_returns(kind):
             continue
         assert out.shape == codes.shape
         assert int(out.min()) >= 0 and int(out.max()) < 256
+
+
+# --------------------------------------------------------------------------- the payload bounds the symbols
+
+
+def test_cheapest_possible_payloads_still_decode():
+    """The capacity bound never refuses a real file: codes made only of each model's
+    cheapest symbol, under tables as skewed as the level table allows."""
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        k = int(rng.choice([2, 3, 8, 64, 1024]))
+        n = int(rng.integers(1, 300_000))
+        counts = np.exp(rng.normal(0, rng.uniform(0.1, 8), k))
+        counts[rng.integers(k)] *= 10 ** rng.uniform(0, 8)
+        model = E.EntropyModel("histogram", [k], [E.quantize_counts(counts)])
+        top = int(np.argmax(model.counts[0]))
+        codes = np.full((1, 1, n), top)
+        data = E.encode(codes, model)
+        assert 8 * len(data) + E.CODER_SLACK_BITS >= n * E.min_symbol_bits(model, 0)
+        assert torch.equal(E.decode(data, codes.shape, model), torch.from_numpy(codes))
+    for k in (2, 3, 7, 1000, 2**20):
+        codes = np.zeros((1, 1, 50_000), dtype=np.int64)
+        data = E.encode(codes, E.uniform_model([k]))
+        assert torch.equal(E.decode(data, codes.shape, E.uniform_model([k])), torch.from_numpy(codes))
+
+
+def test_a_shape_the_payload_cannot_hold_is_refused_before_allocating():
+    import tracemalloc
+
+    model = E.uniform_model([64, 64])
+    data = E.encode(torch.randint(0, 64, (1, 2, 40)), model)
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="cannot hold"):
+        E.decode(data, (1, 2, 10**9), model)  # was a 16 GB array
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20
+    skewed = E.EntropyModel("histogram", [64, 64], [E.quantize_counts([1000] + [1] * 63)] * 2)
+    with pytest.raises(ValueError, match="cannot hold"):
+        E.decode(data, (1, 2, 10**6), skewed)
+    assert E.min_symbol_bits(E.uniform_model([1]), 0) == 0.0  # a 1-entry codebook is not coded
+
+
+def test_min_symbol_bits_matches_the_model():
+    assert E.min_symbol_bits(E.uniform_model([1024]), 0) == pytest.approx(10.0)
+    assert E.min_symbol_bits(E.uniform_model([3]), 0) == pytest.approx(np.log2(3), abs=1e-6)
+    model = E.EntropyModel("histogram", [4], [E.quantize_counts([8, 4, 2, 2])])
+    p = max(model.counts[0]) / sum(model.counts[0])
+    assert -np.log2(p) - 1e-4 < E.min_symbol_bits(model, 0) <= -np.log2(p)

@@ -18,6 +18,13 @@ with a clear message; explicit lengths let it bound every allocation by the real
 size before reading (a reader never trusts a header field); JSON, never pickle, keeps
 the header inspectable and safe to parse; the trailing CRC catches bit rot and
 truncation that the lengths alone would miss. Every failure is one ``BitstreamError``.
+
+The container checks its own fields; what a header *says* is checked by each file
+kind's reader against a declarative schema (``Object`` of ``Int``, ``Number``, ``Str``,
+``List``, ... applied by ``check_header``) before anything is built or allocated from
+it: ``AUDIO_SCHEMA`` (``codecs/audio/base.py``), ``IMAGE_SCHEMA``
+(``codecs/image/format.py``), ``VIDEO_SCHEMA`` (``codecs/video/nerv.py``). How much a
+file may ask a decoder to produce is bounded by ``codecs/limits.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import os
 import struct
 import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -45,6 +53,15 @@ __all__ = [
     "read",
     "validate_header",
     "check_shape",
+    "check_header",
+    "Field",
+    "Int",
+    "Number",
+    "Bool",
+    "Str",
+    "Maybe",
+    "List",
+    "Object",
 ]
 
 MAGIC = b"CGC\x00"
@@ -255,27 +272,188 @@ def read(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
         return _parse(f, os.fstat(f.fileno()).st_size, str(path))
 
 
-# --------------------------------------------------------------------------- header helpers
+# --------------------------------------------------------------------------- header schemas
+#
+# A header is untrusted JSON: every field a reader uses is checked for type and range
+# before anything is built or allocated from it. Each file kind declares its header once
+# as a schema (``Object`` of ``Field``s) and its reader applies it with ``check_header``.
+# JSON's types map onto Python's loosely, so the rules are explicit: a bool is never a
+# number; an int is accepted where a float is asked for; NaN and infinities (Python's
+# json reads ``1e999`` as inf) are not numbers; strings, lists and objects have bounded
+# sizes; an object with a key its schema does not name is refused (a field this reader
+# does not know could change what the file means).
+
+MAX_STRING = 256  # default bound on a header string (names, hashes, enum values)
+
+
+class Field:
+    """One header value's allowed type and range."""
+
+    def check(self, value: Any, path: str) -> Any:
+        """``value`` if it is allowed, else a ``BitstreamError`` naming ``path``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def fail(path: str, message: str) -> BitstreamError:
+        return BitstreamError(f"header field {path!r} {message}")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class Int(Field):
+    """An integer in [lo, hi] (bools refused)."""
+
+    lo: int
+    hi: int
+
+    def check(self, value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"must be an int, got {_type_name(value)}")
+        if not self.lo <= value <= self.hi:
+            raise self.fail(path, f"must be in [{self.lo}, {self.hi}], got {_short(value)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Number(Field):
+    """A finite int or float in [lo, hi], or in (lo, hi] with ``open_lo``."""
+
+    lo: float
+    hi: float
+    open_lo: bool = False
+
+    def check(self, value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, f"must be a number, got {_type_name(value)}")
+        if isinstance(value, float) and not math.isfinite(value):  # (an int is exact, however large)
+            raise self.fail(path, f"must be a finite number, got {value}")
+        low_ok = value > self.lo if self.open_lo else value >= self.lo
+        if not (low_ok and value <= self.hi):
+            raise self.fail(path, f"must be in {'(' if self.open_lo else '['}{self.lo}, {self.hi}], got {_short(value)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Bool(Field):
+    def check(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"must be true or false, got {_type_name(value)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Str(Field):
+    """A string of ``min_len`` to ``max_len`` characters, one of ``choices`` when given."""
+
+    max_len: int = MAX_STRING
+    choices: tuple[str, ...] | None = None
+    min_len: int = 0
+
+    def check(self, value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(path, f"must be a string, got {_type_name(value)}")
+        if self.choices is not None and value not in self.choices:
+            raise self.fail(path, f"must be one of {list(self.choices)}, got {value[:MAX_STRING]!r}")
+        if not self.min_len <= len(value) <= self.max_len:
+            raise self.fail(path, f"is {len(value)} characters long, must be {self.min_len} to {self.max_len}")
+        return value
+
+
+@dataclass(frozen=True)
+class Maybe(Field):
+    """``null`` or a value of ``field``."""
+
+    field: Field
+
+    def check(self, value: Any, path: str) -> Any:
+        return None if value is None else self.field.check(value, path)
+
+
+@dataclass(frozen=True)
+class List(Field):
+    """A list of ``min_len`` to ``max_len`` items, each a valid ``item``."""
+
+    item: Field
+    min_len: int = 0
+    max_len: int = MAX_SHAPE_DIMS
+
+    def check(self, value: Any, path: str) -> list:
+        if not isinstance(value, list):
+            raise self.fail(path, f"must be a list, got {_type_name(value)}")
+        if not self.min_len <= len(value) <= self.max_len:
+            raise self.fail(path, f"must hold {self.min_len} to {self.max_len} items, got {len(value)}")
+        for i, v in enumerate(value):
+            self.item.check(v, f"{path}[{i}]")
+        return value
+
+
+@dataclass(frozen=True)
+class Object(Field):
+    """A JSON object with exactly the keys of ``fields``, less any of ``optional``.
+    ``open``: other keys are allowed too (their values unchecked, at most ``max_keys``)."""
+
+    fields: dict[str, Field]
+    optional: tuple[str, ...] = ()
+    open: bool = False
+    max_keys: int = 64
+
+    def check(self, value: Any, path: str = "") -> dict:
+        if not isinstance(value, dict):
+            what = f"header field {path!r}" if path else "header"
+            raise BitstreamError(f"{what} must be a JSON object, got {_type_name(value)}")
+        for key, field in self.fields.items():
+            sub = f"{path}.{key}" if path else key
+            if key in value:
+                field.check(value[key], sub)
+            elif key not in self.optional:
+                raise BitstreamError(f"header field {sub!r} missing")
+        extra = [k for k in value if k not in self.fields]
+        if extra and not self.open:
+            raise BitstreamError(
+                f"header{f' field {path!r}' if path else ''} has unknown field(s) "
+                f"{sorted(k[:MAX_STRING] for k in extra)[:8]}"
+            )
+        if len(value) > self.max_keys:
+            raise self.fail(path, f"has {len(value)} keys, at most {self.max_keys} allowed")
+        return value
+
+
+def check_header(header: Any, schema: Object, modality: str) -> dict[str, Any]:
+    """Apply a file kind's schema to a header. A file of another kind is named as such
+    ("this file holds 'image' data, not audio") rather than failing on its first odd field."""
+    if isinstance(header, dict) and isinstance(header.get("modality"), str) and header["modality"] != modality:
+        raise BitstreamError(f"this file holds {header['modality'][:MAX_STRING]!r} data, not {modality}")
+    return schema.check(header)
+
+
+@dataclass(frozen=True)
+class _Typed(Field):
+    types: tuple[type, ...]
+
+    def check(self, value: Any, path: str) -> Any:
+        if not _is_instance(value, self.types):
+            names = " or ".join(t.__name__ for t in self.types)
+            raise self.fail(path, f"must be {names}, got {type(value).__name__}")
+        return value
 
 
 def validate_header(header: dict[str, Any], required: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
     """Check that each ``required`` key exists with the given type(s); return ``header``.
+    (Types only; ``check_header`` applies a whole schema with ranges.)
 
     JSON has no int/bool/float distinction the way Python does, so: ``bool`` never
     counts as ``int``; an ``int`` is accepted where ``float`` is asked for.
     """
-    if not isinstance(header, dict):
-        raise BitstreamError(f"header must be a JSON object, got {type(header).__name__}")
-    for key, expected in required.items():
-        if key not in header:
-            raise BitstreamError(f"header field {key!r} missing")
-        types = expected if isinstance(expected, tuple) else (expected,)
-        if not _is_instance(header[key], types):
-            names = " or ".join(t.__name__ for t in types)
-            raise BitstreamError(
-                f"header field {key!r} must be {names}, got {type(header[key]).__name__}"
-            )
-    return header
+    fields = {k: _Typed(t if isinstance(t, tuple) else (t,)) for k, t in required.items()}
+    return Object(fields, open=True, max_keys=1 << 20).check(header)
 
 
 def _is_instance(value: Any, types: tuple[type, ...]) -> bool:

@@ -23,6 +23,10 @@ of codebook 0 in C order over ``(B, *spatial)``, then codebook 1, ... (one batch
 with ``K_i == 1`` carry no information and are skipped. The stream's 32-bit words are
 written big-endian and up to 3 trailing zero bytes of the final word are dropped (the
 decoder pads them back), so a single symbol costs 1 byte, not 4.
+
+Decoding trusts no size: every symbol costs at least ``min_symbol_bits`` (fixed by the
+model's largest probability and the coder's 24-bit precision), so ``decode`` refuses a
+shape that the payload's length cannot hold before it allocates anything.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ __all__ = [
     "CodePrior",
     "RangeWriter",
     "RangeReader",
+    "min_symbol_bits",
+    "check_capacity",
 ]
 
 MAX_CODEBOOKS = 4096
@@ -66,6 +72,13 @@ KINDS = ("uniform", "histogram")
 _MANTISSA_BITS = 2
 _OCTAVES = 20
 MAX_LEVEL = _OCTAVES << _MANTISSA_BITS  # 80: counts span 4 .. 4 << 20
+
+# constriction's models on its range coder quantize probabilities to multiples of 2^-24,
+# every symbol keeping at least one quantum; a sealed stream can be shorter than its
+# symbols' information by at most the coder's 64-bit state, and ``getvalue`` trims up to
+# 3 more bytes. These bound how many symbols a payload of a given size can hold.
+CODER_PRECISION = 24
+CODER_SLACK_BITS = 64 + 24 + 32  # state, trimmed bytes, margin
 
 _queue = constriction.stream.queue
 _models = constriction.stream.model
@@ -437,6 +450,37 @@ class RangeReader:
             raise ValueError("corrupt payload: data left over after decoding all symbols")
 
 
+def min_symbol_bits(model: EntropyModel, i: int) -> float:
+    """A lower bound on the bits the range coder spends on any one symbol of codebook ``i``.
+
+    Uniform: each symbol gets ``ceil(2^24 / K)`` quanta at most. Histogram: the most
+    probable symbol is the cheapest; after quantization it keeps at most ``1 - (K - 1)``
+    quanta and at most its own probability plus ``K`` quanta (rounding moves it by less).
+    A codebook with one entry costs nothing (and is not coded)."""
+    k = model.codebook_sizes[i]
+    if k == 1:
+        return 0.0
+    quantum = 2.0**-CODER_PRECISION
+    if model.kind == "uniform":
+        p = math.ceil(2**CODER_PRECISION / k) * quantum
+    else:
+        counts = model.counts[i]
+        p = min(1.0 - (k - 1) * quantum, max(counts) / sum(counts) + k * quantum)
+    return -math.log2(min(p, 1.0))
+
+
+def check_capacity(n_bytes: int, symbols: Sequence[tuple[int, EntropyModel, int]]) -> None:
+    """ValueError unless ``n_bytes`` of range-coded payload can hold ``symbols``: ``(n,
+    model, i)`` for n symbols of codebook ``i`` under ``model``. A cheap check before any
+    decoding or allocation, so a header cannot claim more codes than its payload codes."""
+    need = sum(n * min_symbol_bits(model, i) for n, model, i in symbols)
+    if need > 8 * n_bytes + CODER_SLACK_BITS:
+        raise ValueError(
+            f"a {n_bytes}-byte payload cannot hold the codes the header claims "
+            f"(they need at least {math.ceil(need / 8)} bytes under its code model)"
+        )
+
+
 def encode(codes: Any, model: EntropyModel) -> bytes:
     """Range-code ``codes`` (B, n_codebooks, *spatial) under ``model`` into bytes."""
     arr = _check_codes(codes, model)
@@ -456,6 +500,7 @@ def decode(data: bytes, shape: Sequence[int], model: EntropyModel) -> torch.Tens
         raise ValueError(f"payload must be bytes, got {type(data).__name__}")
     n_per_cb = math.prod(dims) // dims[1] if dims[1] else 0
     coded = [i for i, k in enumerate(model.codebook_sizes) if k > 1]
+    check_capacity(memoryview(data).nbytes, [(n_per_cb, model, i) for i in coded])
     out = np.zeros((dims[1], n_per_cb), dtype=np.int64)
     if n_per_cb == 0 or not coded:
         if data:

@@ -25,6 +25,8 @@ from torch import Tensor, nn
 
 from codecgen.codecs import bitstream
 from codecgen.codecs.base import Codec, CodecError
+from codecgen.codecs.limits import DecodeLimits
+from codecgen.codecs.limits import resolve as resolve_limits
 from codecgen.nn import entropy
 from codecgen.nn.losses import (
     MultiResolutionMelLoss,
@@ -40,20 +42,25 @@ GAN_LOSSES = {
     "hinge": (hinge_discriminator_loss, hinge_generator_loss),
 }
 
-AUDIO_HEADER_FIELDS = {
-    "modality": str,
-    "model": str,
-    "weights_hash": str,
-    "sample_rate": int,
-    "source_sample_rate": int,
-    "length": int,
-    "source_length": int,
-    "codes_shape": list,
-    "codebook_sizes": list,
-    "entropy": dict,
-}
 MAX_SAMPLE_RATE = 1_000_000
 MAX_SAMPLES = 1 << 40
+ENTROPY_KINDS = ("uniform", "histogram", "prior")  # "prior": the model's own CodePrior, no table sent
+# The audio file's header, every field (codecgen.codecs.bitstream: types and ranges).
+AUDIO_SCHEMA = bitstream.Object({
+    "modality": bitstream.Str(choices=("audio",)),
+    "model": bitstream.Str(),
+    "weights_hash": bitstream.Str(),
+    "sample_rate": bitstream.Int(1, MAX_SAMPLE_RATE),
+    "source_sample_rate": bitstream.Int(1, MAX_SAMPLE_RATE),
+    "length": bitstream.Int(1, MAX_SAMPLES),
+    "source_length": bitstream.Int(1, MAX_SAMPLES),
+    "codes_shape": bitstream.List(bitstream.Int(0, MAX_SAMPLES), 3, 3),  # (1, n_q, frames)
+    "codebook_sizes": bitstream.List(bitstream.Int(1, entropy.MAX_CODEBOOK_SIZE), 1, entropy.MAX_CODEBOOKS),
+    "entropy": bitstream.Object(
+        {"kind": bitstream.Str(choices=ENTROPY_KINDS), "levels": bitstream.Str(max_len=bitstream.MAX_HEADER_BYTES)},
+        optional=("levels",),
+    ),
+})
 
 
 class AudioCodec(Codec):
@@ -194,6 +201,8 @@ class AudioCodec(Codec):
     def code_model(self, header: dict) -> entropy.EntropyModel:
         """The entropy model a file's header names: the model's own prior or a sent table."""
         if header["entropy"].get("kind") == "prior":
+            if set(header["entropy"]) != {"kind"}:
+                raise ValueError("a 'prior' code model takes no table")
             return self.code_prior.entropy_model(len(header["codebook_sizes"]))
         return entropy.EntropyModel.from_header({**header["entropy"], "codebook_sizes": header["codebook_sizes"]})
 
@@ -209,11 +218,12 @@ class AudioCodec(Codec):
         self._weights_hash = None
         return frames
 
-    def unpack_codes(self, header: dict, payload: bytes) -> Tensor:
-        """Validate a header against this model, then decode the codes it describes."""
-        bitstream.validate_header(header, AUDIO_HEADER_FIELDS)
-        if header["modality"] != self.modality:
-            raise bitstream.BitstreamError(f"this is a {header['modality']} file, not audio")
+    def unpack_codes(self, header: dict, payload: bytes, limits: DecodeLimits | None = None) -> Tensor:
+        """Validate a header against this model and ``limits`` (default ``DEFAULT_LIMITS``),
+        then decode the codes it describes. Everything is checked before anything is
+        allocated: the schema, the model, the duration against ``limits.max_seconds``, and
+        the frame count against what the payload can hold under the file's code model."""
+        bitstream.check_header(header, AUDIO_SCHEMA, "audio")
         if header["weights_hash"] != self.weights_hash():
             raise CodecError(
                 f"this file was written by model {header['model']} with weights {header['weights_hash']}; "
@@ -221,17 +231,24 @@ class AudioCodec(Codec):
             )
         if header["sample_rate"] != self.sample_rate:
             raise bitstream.BitstreamError(f"file sample rate {header['sample_rate']} != model's {self.sample_rate}")
-        if not 0 < header["source_sample_rate"] <= MAX_SAMPLE_RATE:
-            raise bitstream.BitstreamError(f"absurd source sample rate {header['source_sample_rate']}")
-        shape = bitstream.check_shape(header["codes_shape"])
-        if len(shape) != 3 or shape[0] != 1 or not 1 <= shape[1] <= self.quantizer.n_codebooks:
+        shape = tuple(header["codes_shape"])
+        if shape[0] != 1 or not 1 <= shape[1] <= self.quantizer.n_codebooks:
             raise bitstream.BitstreamError(f"codes_shape {list(shape)} does not fit this model")
         if header["codebook_sizes"] != list(self.quantizer.codebook_sizes[: shape[1]]):
             raise bitstream.BitstreamError("codebook sizes in the file do not match the model")
-        if not 0 < header["length"] <= shape[2] * self.hop_length or shape[2] != math.ceil(header["length"] / self.hop_length):
-            raise bitstream.BitstreamError(f"length {header['length']} does not match {shape[2]} frames")
-        if not 0 < header["source_length"] <= MAX_SAMPLES:
-            raise bitstream.BitstreamError(f"absurd source length {header['source_length']}")
+        try:  # the quantizer's own rule on how many codebooks it decodes (GRVQ: whole stages), on one frame
+            self.quantizer.decode(torch.zeros(1, shape[1], 1, dtype=torch.long, device=self.device))
+        except ValueError as error:
+            raise bitstream.BitstreamError(f"this model cannot decode {shape[1]} codebooks: {error}") from None
+        length, source_rate, source_length = header["length"], header["source_sample_rate"], header["source_length"]
+        if shape[2] != math.ceil(length / self.hop_length):
+            raise bitstream.BitstreamError(f"length {length} does not match {shape[2]} frames")
+        # the model-rate length is the source resampled: the two durations agree within a frame
+        if abs(length * source_rate - source_length * self.sample_rate) > self.hop_length * source_rate:
+            raise bitstream.BitstreamError(
+                f"length {length} at {self.sample_rate} Hz does not match {source_length} samples at {source_rate} Hz")
+        limits = resolve_limits(limits)
+        limits.check_seconds(max(length / self.sample_rate, source_length / source_rate))
         try:
             model = self.code_model(header)
             return entropy.decode(payload, shape, model).to(self.device)
@@ -244,10 +261,10 @@ class AudioCodec(Codec):
         codes = self.encode(x, n_q=n_q)
         return bitstream.pack(*self.pack_codes(codes, x.shape[-1]))
 
-    def decompress(self, data: bytes) -> Tensor:
-        """``.cgc`` bytes -> waveform (1, T) at ``sample_rate``."""
+    def decompress(self, data: bytes, limits: DecodeLimits | None = None) -> Tensor:
+        """``.cgc`` bytes -> waveform (1, T) at ``sample_rate``; ``limits`` as ``unpack_codes``."""
         header, payload = bitstream.unpack(data)
-        codes = self.unpack_codes(header, payload)
+        codes = self.unpack_codes(header, payload, limits)
         return self.decode(codes, header["length"])[0]
 
     # -- long files -------------------------------------------------------------------

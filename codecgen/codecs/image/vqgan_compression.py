@@ -15,6 +15,8 @@ An image is coded as the VQ indices of a VQGAN (f=16: one index per 16x16 pixels
   MaskGIT-style bidirectional transformer (``codecgen.nn.index_transformer``) fills
   them (``restore=True``), each with the entry nearest to its predicted mean codebook
   vector rather than MaskGIT's most probable index (see ``MaskedIndexTransformer.restore``).
+- The file around the index grid (header, lost mask, alpha plane, validation) is
+  ``codecgen.codecs.image.format``.
 
 Training is three Lightning runs of this one module, chosen by ``stage``, each
 starting from the previous one's checkpoint (``init_from``):
@@ -41,18 +43,18 @@ Deviations from the papers, each for a reason:
 
 from __future__ import annotations
 
-import base64
 import math
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codecgen.codecs import bitstream
 from codecgen.codecs.base import Codec, CodecError
+from codecgen.codecs.image import format as image_format
+from codecgen.codecs.image.format import ENTROPY_KINDS, HASH_CHARS, MODES, index_payload_bytes  # noqa: F401 (re-exported)
+from codecgen.codecs.limits import DecodeLimits
 from codecgen.nn import entropy
 from codecgen.config import configurable
 from codecgen.nn.index_transformer import group_masks
@@ -60,22 +62,6 @@ from codecgen.nn.losses import MSSSIMLoss, hinge_discriminator_loss, hinge_gener
 from codecgen.nn.quantizers import VQ, kmeans_shrink
 
 STAGES = ("autoencoder", "shrink", "restorer")
-ENTROPY_KINDS = ("uniform", "prior", "context")
-MODES = ("RGB", "L", "RGBA")
-# A compact header: at 256x256 pixels every 8 bytes cost 0.001 bpp. Optional fields:
-# "mode" (absent: RGB), "lost" (positions lost in transit), "codes_bytes" (only when an
-# alpha plane follows the codes). The grid follows from the size and the model's factor;
-# the coding block size is covered by the weights hash (see ``hash_extra``).
-IMAGE_HEADER_FIELDS = {
-    "modality": str,
-    "weights_hash": str,
-    "size": list,
-    "K": int,
-    "entropy": str,
-}
-HASH_CHARS = 8  # 32 bits of the weights hash: enough to refuse the wrong model
-MAX_SIDE = 1 << 16
-MAX_PIXELS = 1 << 30
 
 
 class RateLevel(nn.Module):
@@ -92,31 +78,6 @@ class RateLevel(nn.Module):
     @property
     def codebook_size(self) -> int:
         return self.quantizer.codebook_size
-
-
-def index_payload_bytes(header: dict, payload: bytes) -> int:
-    """Bytes of the entropy-coded indices: the header's ``codes_bytes`` when an alpha plane
-    follows them, else the whole payload."""
-    codes_bytes = header.get("codes_bytes", len(payload))
-    if isinstance(codes_bytes, bool) or not isinstance(codes_bytes, int) or not 0 <= codes_bytes <= len(payload):
-        raise bitstream.BitstreamError("codes_bytes must be an int no larger than the payload")
-    return codes_bytes
-
-
-def _pack_mask(mask: Tensor) -> str:
-    bits = np.packbits(mask.reshape(-1).cpu().numpy().astype(np.uint8))
-    return base64.b64encode(zlib.compress(bits.tobytes(), 9)).decode("ascii")
-
-
-def _unpack_mask(text: str, h: int, w: int) -> Tensor:
-    try:
-        raw = zlib.decompressobj().decompress(base64.b64decode(text, validate=True), (h * w + 7) // 8 + 1)
-    except (ValueError, zlib.error) as error:
-        raise bitstream.BitstreamError(f"corrupt lost-position mask: {error}") from None
-    if len(raw) != (h * w + 7) // 8:
-        raise bitstream.BitstreamError("lost-position mask has the wrong size")
-    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))[: h * w]
-    return torch.from_numpy(bits.astype(bool)).reshape(h, w)
 
 
 @configurable
@@ -363,14 +324,21 @@ class VQGANCompression(Codec):
         """Inverse of ``encode_grid``; lost positions come back as -1."""
         if kind not in self.entropy_kinds(k):
             raise CodecError(f"this file uses the {kind!r} model, which this model lacks for K={k}")
-        reader = entropy.RangeReader(data)
-        grid = torch.full((gh, gw), -1, dtype=torch.long)
         if kind != "context":
             known = torch.ones(gh, gw, dtype=torch.bool) if lost is None else ~lost
-            grid[known] = torch.from_numpy(reader.read_model(int(known.sum()), self._static_model(kind, k), 0))
+            n_known, model = int(known.sum()), self._static_model(kind, k)
+            entropy.check_capacity(len(data), [(n_known, model, 0)])
+            reader = entropy.RangeReader(data)
+            grid = torch.full((gh, gw), -1, dtype=torch.long)
+            grid[known] = torch.from_numpy(reader.read_model(n_known, model, 0))
             reader.finish()
             return grid
         level, prior = self.codebook_sizes.index(k), self._static_model("prior", k)
+        # the first group of every block is coded under the prior: a bound before decoding
+        n_first = sum(math.ceil((b - t) / 2) * math.ceil((r - l) / 2) for t, l, b, r in self._blocks(gh, gw))
+        entropy.check_capacity(len(data), [(n_first, prior, 0)])
+        reader = entropy.RangeReader(data)
+        grid = torch.full((gh, gw), -1, dtype=torch.long)
         for top, left, bottom, right in self._blocks(gh, gw):
             block = torch.zeros(bottom - top, right - left, dtype=torch.long)
             groups = group_masks(*block.shape)
@@ -425,72 +393,30 @@ class VQGANCompression(Codec):
             codes_bytes = payloads[entropy_kind]
         else:
             codes_bytes = self.encode_grid(grid, k, entropy_kind, lost)
-        header = {
-            "modality": self.modality,
-            "weights_hash": self.weights_hash()[:HASH_CHARS],
-            "size": [int(width), int(height)],
-            "K": k,
-            "entropy": entropy_kind,
-        }
-        if mode != "RGB":
-            header["mode"] = mode
-        payload = codes_bytes
-        if lost is not None and lost.any():
-            header["lost"] = _pack_mask(lost)
-        if alpha is not None and mode == "RGBA" and bool((alpha < 1).any()):
-            plane = (alpha.reshape(height, width) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-            payload += zlib.compress(plane.tobytes(), 9)
-            header["codes_bytes"] = len(codes_bytes)
-        return header, payload
+        return image_format.make_header(self.weights_hash(), width, height, k, entropy_kind, codes_bytes, mode,
+                                        alpha, lost)
 
-    def unpack_grid(self, header: dict, payload: bytes) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Validate a header against this model -> (grid with -1 at lost positions,
-        lost mask or None, alpha (1, H, W) or None)."""
-        bitstream.validate_header(header, IMAGE_HEADER_FIELDS)
-        if header["modality"] != self.modality:
-            raise bitstream.BitstreamError(f"this is a {header['modality']} file, not an image")
-        if len(header["weights_hash"]) < HASH_CHARS or not self.weights_hash().startswith(header["weights_hash"]):
+    def unpack_grid(self, header: dict, payload: bytes, limits: DecodeLimits | None = None
+                    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Validate a header against this model and ``limits`` (default ``DEFAULT_LIMITS``:
+        ``max_pixels``) -> (grid with -1 at lost positions, lost mask or None, alpha
+        (1, H, W) or None). Everything is checked before anything is decoded."""
+        image_format.check_header(header, limits)
+        if not self.weights_hash().startswith(header["weights_hash"]):
             raise CodecError(
                 f"this file was written by a model with weights {header['weights_hash']}; the model given is "
                 f"{self.model_name} with weights {self.weights_hash()[:HASH_CHARS]}: use the model that encoded it")
-        size, k = header["size"], header["K"]
-        if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
-            raise bitstream.BitstreamError(f"size must be [width, height], got {size!r}")
-        w, h = size
-        if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE and h * w <= MAX_PIXELS):
-            raise bitstream.BitstreamError(f"absurd image size {w}x{h}")
-        mode = header.get("mode", "RGB")
-        if mode not in MODES:
-            raise bitstream.BitstreamError(f"unknown image mode {mode!r}")
+        (w, h), k = header["size"], header["K"]
         if k not in self.codebook_sizes:
             raise bitstream.BitstreamError(f"codebook size {k} is not one of this model's {self.codebook_sizes}")
         self.level(k)
         grid_shape = self.grid_shape(h, w)
-        if header["entropy"] not in ENTROPY_KINDS:
-            raise bitstream.BitstreamError(f"unknown entropy model {header['entropy']!r}")
-        codes_bytes = index_payload_bytes(header, payload)
-        lost = None
-        if "lost" in header:
-            if not isinstance(header["lost"], str):
-                raise bitstream.BitstreamError("'lost' must be a string")
-            lost = _unpack_mask(header["lost"], *grid_shape)
+        parts = image_format.read_payload(header, payload, grid_shape)
         try:
-            grid = self.decode_grid(payload[:codes_bytes], *grid_shape, k, header["entropy"], lost)
+            grid = self.decode_grid(parts.codes, *grid_shape, k, header["entropy"], parts.lost)
         except ValueError as error:
             raise bitstream.BitstreamError(f"corrupt payload: {error}") from None
-        alpha = None
-        rest = payload[codes_bytes:]
-        if rest:
-            if mode != "RGBA":
-                raise bitstream.BitstreamError("data after the codes in a file without alpha")
-            try:
-                plane = zlib.decompressobj().decompress(rest, h * w + 1)
-            except zlib.error as error:
-                raise bitstream.BitstreamError(f"corrupt alpha plane: {error}") from None
-            if len(plane) != h * w:
-                raise bitstream.BitstreamError("alpha plane has the wrong size")
-            alpha = torch.from_numpy(np.frombuffer(plane, dtype=np.uint8).copy()).reshape(1, h, w).float() / 255
-        return grid, lost, alpha
+        return grid, parts.lost, parts.alpha
 
     def fill_lost(self, grid: Tensor, lost: Tensor, k: int, restore: bool,
                   progress: Callable[[int], None] | None = None) -> Tensor:
@@ -502,10 +428,11 @@ class VQGANCompression(Codec):
         fill = int(prior.counts[0, :k].argmax()) if prior.fitted else 0
         return torch.where(lost, torch.full_like(grid, fill), grid)
 
-    def decompress(self, data: bytes, restore: bool = False) -> Tensor:
-        """``.cgc`` bytes -> image (3, H, W) in [0, 1] (lost indices filled, see ``fill_lost``)."""
+    def decompress(self, data: bytes, restore: bool = False, limits: DecodeLimits | None = None) -> Tensor:
+        """``.cgc`` bytes -> image (3, H, W) in [0, 1] (lost indices filled, see ``fill_lost``);
+        ``limits`` as ``unpack_grid``."""
         header, payload = bitstream.unpack(data)
-        grid, lost, _ = self.unpack_grid(header, payload)
+        grid, lost, _ = self.unpack_grid(header, payload, limits)
         (width, height), k = header["size"], header["K"]
         if lost is not None:
             grid = self.fill_lost(grid, lost, k, restore)

@@ -17,7 +17,9 @@ LightningModule fits one clip, in two stages chosen by ``stage``:
    ``rate_lambda`` while above ``target_bits_per_param``.
 ``compress`` then range-codes the quantized integers with the same Gaussians: the
 ``.cgc`` file holds the decoder's architecture (a JSON spec), every tensor's step and
-statistics, and the coded integers, so decoding needs no checkpoint.
+statistics, and the coded integers, so decoding needs no checkpoint. ``DecodedVideo``
+reads one: the header against ``VIDEO_SCHEMA``, the decoder's arguments against
+``DECODER_SCHEMAS``, sizes against ``DecodeLimits``, before anything is allocated.
 
 ``recipe`` holds each paper's training choices (decoder options, loss, optimiser, lr):
 HNeRV / NeRV with Adam at 1e-3, the boost with Adan (``codecgen.nn.optim``) at 3e-3, both
@@ -38,20 +40,69 @@ from torch import Tensor, nn
 
 from codecgen.codecs import bitstream
 from codecgen.codecs.base import Codec, CodecError
-from codecgen.config import build, configurable, init_spec
+from codecgen.codecs.limits import DecodeLimits
+from codecgen.codecs.limits import resolve as resolve_limits
+from codecgen.config import MOVED, build, class_path, configurable, init_spec, resolve_class
 from codecgen.nn.losses import FrequencyLoss, ms_ssim
-from codecgen.nn.nerv import HNeRVDecoder, NeRVDecoder
+from codecgen.nn.nerv import ACTIVATIONS, HNeRVDecoder, NeRVDecoder
 from codecgen.nn.optim import Adan
 from codecgen.nn.weight_compression import GaussianRate, WeightQuantizer, decode_tensors, encode_tensors
 
 STAGES = ("fit", "quantize")
 OPTIMIZERS = ("adam", "adan")
 LOSS_SCALE = 60.0  # the boost paper's weight on its L1 + MS-SSIM mix
-DECODER_TYPES = (HNeRVDecoder, NeRVDecoder)  # a file's decoder spec may name these and nothing else
 MAX_DECODER_PARAMS = 200_000_000
-MAX_FRAMES, MAX_SIDE = 1_000_000, 1 << 14
-VIDEO_HEADER_FIELDS = {"modality": str, "decoder": dict, "frames": int, "size": list, "fps": (int, float),
-                       "tensors": list}
+MAX_CODED_VALUES = 1 << 28  # decoder weights + embeddings in one file
+MAX_FRAMES, MAX_SIDE, MAX_FPS, MAX_TENSORS = 1_000_000, 1 << 14, 1000.0, 4096
+
+# The video file's header, every field (codecgen.codecs.bitstream: types and ranges). The
+# decoder spec's arguments are checked against their class's own schema (DECODER_SCHEMAS).
+_TENSOR_RECORD = bitstream.Object(
+    {
+        "name": bitstream.Str(),
+        "shape": bitstream.List(bitstream.Int(0, MAX_CODED_VALUES), 0, bitstream.MAX_SHAPE_DIMS),
+        "bits": bitstream.Int(2, 16),
+        "mean": bitstream.Number(-(2.0**15), 2.0**15),
+        "std": bitstream.Number(0.0, 2.0**16, open_lo=True),
+        "step": bitstream.Number(0.0, 1e6, open_lo=True),
+        "kept": bitstream.Int(0, MAX_CODED_VALUES),
+    },
+    optional=("kept",),
+)
+_DECODER_ARGS = {
+    "strides": bitstream.List(bitstream.Int(1, 16), 1, 8),
+    "stem_channels": bitstream.Int(1, 4096),
+    "reduction": bitstream.Number(0.1, 16.0),
+    "min_channels": bitstream.Int(1, 4096),
+    "activation": bitstream.Maybe(bitstream.Str(choices=ACTIVATIONS)),
+    "boosted": bitstream.Bool(),
+    "extra_blocks": bitstream.Maybe(bitstream.List(bitstream.Int(0, 16), 1, 8)),
+    "n_freqs": bitstream.Int(1, 1024),
+    "pe_base": bitstream.Number(0.0, 16.0, open_lo=True),
+}
+# every argument optional: the constructor's default stands in for one a file omits
+DECODER_SCHEMAS = {
+    HNeRVDecoder: bitstream.Object(
+        {**_DECODER_ARGS, "embed_channels": bitstream.Int(1, 1024), "k_min": bitstream.Int(1, 15),
+         "k_max": bitstream.Int(1, 15)},
+        optional=(*_DECODER_ARGS, "embed_channels", "k_min", "k_max")),
+    NeRVDecoder: bitstream.Object(
+        {**_DECODER_ARGS, "frame_size": bitstream.List(bitstream.Int(1, MAX_SIDE), 2, 2),
+         "kernel": bitstream.Int(1, 15)},
+        optional=(*_DECODER_ARGS, "frame_size", "kernel")),
+}
+DECODER_TYPES = tuple(DECODER_SCHEMAS)  # a file's decoder spec may name these and nothing else
+_PATHS = {class_path(cls) for cls in DECODER_TYPES}
+DECODER_PATHS = tuple(sorted(_PATHS | {old for old, new in MOVED.items() if new in _PATHS}))  # with moved names
+VIDEO_SCHEMA = bitstream.Object({
+    "modality": bitstream.Str(choices=("video",)),
+    "decoder": bitstream.Object({"class_path": bitstream.Str(choices=DECODER_PATHS),
+                                "init_args": bitstream.Object({}, open=True)}),
+    "frames": bitstream.Int(1, MAX_FRAMES),
+    "size": bitstream.List(bitstream.Int(1, MAX_SIDE), 2, 2),  # [width, height]
+    "fps": bitstream.Number(0.0, MAX_FPS, open_lo=True),
+    "tensors": bitstream.List(_TENSOR_RECORD, 1, MAX_TENSORS),
+})
 
 
 def _key(name: str) -> str:
@@ -338,9 +389,11 @@ class NeRVVideoCodec(Codec):
                         optimizer=self.optimizer_name, loss_weights=self.loss_weights,
                         prune_ratio=self.prune_ratio, accelerator=self.device.type, progress=progress)
 
-    def decompress(self, data: bytes, limits=None) -> "DecodedVideo":
-        """A ``.cgc`` video file as a lazy ``DecodedVideo`` (``frames(start, stop)``); any
-        NeRV-family file decodes, whatever codec wrote it: the file holds its decoder."""
+    def decompress(self, data: bytes, limits: DecodeLimits | None = None) -> "DecodedVideo":
+        """A ``.cgc`` video file as a lazy ``DecodedVideo`` (``frames(start, stop)`` renders
+        any range, ``len`` and iteration give every frame): a long clip never has to fit in
+        memory. The file holds its own decoder, so this reads any NeRV-family file, whatever
+        codec wrote it; ``limits`` bound what the file may ask for (``DecodeLimits``)."""
         return DecodedVideo(data, device=str(self.device), limits=limits)
 
     def bitrate(self) -> float:
@@ -351,54 +404,70 @@ class NeRVVideoCodec(Codec):
 
 
 class DecodedVideo:
-    """A ``.cgc`` video file, rebuilt: ``frames(start, stop)`` renders any range."""
+    """A ``.cgc`` video file, rebuilt: ``frames(start, stop)`` renders any range.
 
-    def __init__(self, data: bytes, device: str = "cpu"):
+    Nothing in the file is trusted: the header is checked against ``VIDEO_SCHEMA``, the
+    frame count and size against ``limits`` (default ``DEFAULT_LIMITS``: ``max_frames``,
+    ``max_frame_pixels``), the decoder spec against its class's schema; the decoder is
+    then sized on the meta device and every coded tensor's name and shape checked
+    against it before any weight is decoded or allocated."""
+
+    def __init__(self, data: bytes, device: str = "cpu", limits: DecodeLimits | None = None):
         header, payload = bitstream.unpack(data)
-        bitstream.validate_header(header, VIDEO_HEADER_FIELDS)
-        if header["modality"] != "video":
-            raise bitstream.BitstreamError(f"this is a {header['modality']} file, not a video")
-        spec = header["decoder"]
-        size = header["size"]
-        if (len(size) != 2 or not all(isinstance(v, int) and 0 < v <= MAX_SIDE for v in size)
-                or not 0 < header["frames"] <= MAX_FRAMES):
-            raise bitstream.BitstreamError(f"absurd video size {size} x {header['frames']} frames")
-        try:
-            with torch.device("meta"):  # size the network before allocating it
-                probe = build(spec, allowed=DECODER_TYPES, everywhere=True)
-            if sum(p.numel() for p in probe.parameters()) > MAX_DECODER_PARAMS:
-                raise bitstream.BitstreamError("the video decoder is absurdly large")
-            self.decoder = build(spec, allowed=DECODER_TYPES, everywhere=True).to(device).eval()
-        except (TypeError, ValueError, KeyError) as error:
-            raise bitstream.BitstreamError(f"bad video decoder spec: {error}") from None
+        bitstream.check_header(header, VIDEO_SCHEMA, "video")
         self.n_frames, self.fps = header["frames"], float(header["fps"])
-        self.width, self.height = size
+        self.width, self.height = header["size"]
+        limits = resolve_limits(limits)
+        limits.check_frames(self.n_frames)
+        limits.check_frame_pixels(self.width, self.height)
+        spec = header["decoder"]
+        probe = _build_decoder(spec, "meta")  # sizes the network without allocating it
+        expected = self._expected_tensors(probe)
+        records = header["tensors"]
+        _check_records(records, expected)
         try:
-            ints = decode_tensors(header["tensors"], payload)
-            steps = {r["name"]: float(r["step"]) for r in header["tensors"]}
-        except (ValueError, KeyError, TypeError) as error:
+            ints = decode_tensors(records, payload, max_elements=MAX_CODED_VALUES)
+        except ValueError as error:
             raise bitstream.BitstreamError(f"corrupt payload: {error}") from None
-        state = {}
-        for name, p in self.decoder.named_parameters():
-            if name not in ints or tuple(ints[name].shape) != tuple(p.shape):
-                raise bitstream.BitstreamError(f"tensor {name} missing or of the wrong shape")
-            state[name] = ints[name].float() * steps[name]
+        steps = {r["name"]: float(r["step"]) for r in records}
+        self.decoder = _build_decoder(spec, device).eval()
+        state = {name: ints[name].float() * steps[name] for name, _ in self.decoder.named_parameters()}
         self.decoder.load_state_dict(state, strict=False)
         # NHWC: oneDNN's convolutions run ~1.5x faster on CPU than on NCHW tensors
         self.decoder.to(memory_format=torch.channels_last)
         self.hybrid = hasattr(self.decoder, "embed_channels")
-        self.embeddings = None
-        if self.hybrid:
-            if "embeddings" not in ints or ints["embeddings"].shape[0] != self.n_frames:
-                raise bitstream.BitstreamError("embeddings missing or of the wrong shape")
-            self.embeddings = (ints["embeddings"].float() * steps["embeddings"]).to(device)
-        factor = self.decoder.factor
-        fixed = getattr(self.decoder, "frame_size", None)  # NeRV renders one size
-        if self.height % factor or self.width % factor or (fixed is not None and tuple(fixed) != (self.height, self.width)):
-            raise bitstream.BitstreamError("frame size does not fit the decoder")
+        self.embeddings = (ints["embeddings"].float() * steps["embeddings"]).to(device) if self.hybrid else None
         self.device = device
 
+    def _expected_tensors(self, probe: nn.Module) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every tensor the file must code for this decoder and size."""
+        n_params = sum(p.numel() for p in probe.parameters())
+        if n_params > MAX_DECODER_PARAMS:
+            raise bitstream.BitstreamError(
+                f"the video decoder has {n_params} parameters, more than {MAX_DECODER_PARAMS}")
+        factor, fixed = probe.factor, getattr(probe, "frame_size", None)  # NeRV renders one size
+        if self.height % factor or self.width % factor or (fixed is not None and tuple(fixed) != (self.height, self.width)):
+            raise bitstream.BitstreamError(f"frame size {self.width}x{self.height} does not fit the decoder")
+        expected = {name: tuple(p.shape) for name, p in probe.named_parameters()}
+        if hasattr(probe, "embed_channels"):  # HNeRV: one embedding per frame
+            expected["embeddings"] = (self.n_frames, probe.embed_channels, self.height // factor, self.width // factor)
+        total = sum(math.prod(shape) for shape in expected.values())
+        if total > MAX_CODED_VALUES:
+            raise bitstream.BitstreamError(f"the video holds {total} coded values, more than {MAX_CODED_VALUES}")
+        return expected
+
     @torch.no_grad()
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(T, 3, H, W), as the decoded video would have as one tensor."""
+        return self.n_frames, 3, self.height, self.width
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __iter__(self):
+        return self.frames()
+
     def frames(self, start: int = 0, stop: int | None = None, batch: int = 8):
         """Yield frames (3, H, W) in [0, 1] for frame numbers [start, stop)."""
         stop = self.n_frames if stop is None else stop
@@ -412,6 +481,42 @@ class DecodedVideo:
             else:
                 y = self.decoder(t)
             yield from y.float().cpu()
+
+
+def _build_decoder(spec: dict, device: str) -> nn.Module:
+    """A file's decoder from its spec, on ``device`` ("meta": shapes only). Only the codec's
+    decoder classes, with arguments their schema allows; any failure is a BitstreamError."""
+    try:
+        cls = resolve_class(spec["class_path"])
+    except ValueError as error:
+        raise bitstream.BitstreamError(f"bad video decoder spec: {error}") from None
+    schema = DECODER_SCHEMAS.get(cls)
+    if schema is None:
+        names = ", ".join(c.__name__ for c in DECODER_TYPES)
+        raise bitstream.BitstreamError(f"bad video decoder spec: {spec['class_path']!r} is not one of {names}")
+    schema.check(spec["init_args"], "decoder.init_args")
+    try:
+        with torch.device(device):
+            return build(spec, allowed=DECODER_TYPES, everywhere=True)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as error:
+        raise bitstream.BitstreamError(f"bad video decoder spec: {error}") from None
+
+
+def _check_records(records: list[dict], expected: dict[str, tuple[int, ...]]) -> None:
+    """The header's tensor records code exactly the ``expected`` tensors, each in its range."""
+    names = [r["name"] for r in records]
+    if len(set(names)) != len(names):
+        raise bitstream.BitstreamError("a tensor is coded twice")
+    if set(names) != set(expected):
+        missing, unknown = sorted(set(expected) - set(names)), sorted(set(names) - set(expected))
+        raise bitstream.BitstreamError(f"tensors missing {missing[:4]} or unknown {unknown[:4]} for this decoder")
+    for r in records:
+        shape, half = tuple(r["shape"]), 2.0 ** (r["bits"] - 1)
+        if shape != expected[r["name"]]:
+            raise bitstream.BitstreamError(
+                f"tensor {r['name']} has shape {list(shape)}, the decoder needs {list(expected[r['name']])}")
+        if r.get("kept", 0) > math.prod(shape) or not -half <= r["mean"] <= half:
+            raise bitstream.BitstreamError(f"corrupt tensor record for {r['name']}")
 
 
 def recipe(boosted: bool, hybrid: bool, n_stages: int) -> dict:
