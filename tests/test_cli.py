@@ -15,10 +15,8 @@ import soundfile as sf
 from PIL import Image
 
 import infer
-from codecgen.cli.files import limits_kwarg
 from codecgen.cli.parser import EXAMPLES, GROUPS
 from codecgen.codecs import bitstream
-from codecgen.codecs.limits import DEFAULT_LIMITS, DecodeLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -230,26 +228,17 @@ def test_info_summarises_and_refuses_non_cgc(files, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- limits
-def test_limits_reach_the_codecs_that_take_them(files, tmp_path, capsys, monkeypatch):
-    def takes(header, payload, limits=None): ...
-
-    def older(header, payload): ...
-
-    assert limits_kwarg(takes, DEFAULT_LIMITS) == {"limits": DEFAULT_LIMITS}
-    assert limits_kwarg(older, DEFAULT_LIMITS) == {}
-
-    from codecgen.codecs.audio.base import AudioCodec
-
-    original, seen = AudioCodec.unpack_codes, []
-
-    def spy(self, header, payload, limits=None):
-        seen.append(limits)
-        return original(self, header, payload, **limits_kwarg(original, limits))
-
-    monkeypatch.setattr(AudioCodec, "unpack_codes", spy)
-    assert run("decode", "--model", AUDIO, str(files / "tone.cgc"), str(tmp_path / "a.wav"), "--max-seconds", "2",
-               "--max-frames", "9") == 0
-    assert seen == [DecodeLimits(max_seconds=2.0, max_pixels=DEFAULT_LIMITS.max_pixels, max_frames=9)]
+def test_limits_flags_bound_what_a_file_may_ask_for(files, tmp_path, capsys):
+    # the tone is 0.5 s: a limit under it refuses the file, naming the flag; none is written
+    assert run("decode", "--model", AUDIO, str(files / "tone.cgc"), str(tmp_path / "a.wav"), "--max-seconds", "0.4") == 2
+    one_error_line(capsys, "--max-seconds")
+    assert not (tmp_path / "a.wav").exists()
+    assert run("decode", "--model", AUDIO, str(files / "tone.cgc"), str(tmp_path / "a.wav"), "--max-seconds", "1") == 0
+    # the photo is 56 x 40 = 2240 pixels
+    assert run("decode", "--model", IMAGE, str(files / "photo.cgc"), str(tmp_path / "p.png"), "--max-pixels", "2239") == 2
+    one_error_line(capsys, "--max-pixels")
+    assert not (tmp_path / "p.png").exists()
+    assert run("decode", "--model", IMAGE, str(files / "photo.cgc"), str(tmp_path / "p.png"), "--max-pixels", "2240") == 0
     assert run("decode", "--model", AUDIO, str(files / "tone.cgc"), str(tmp_path / "b.wav"), "--max-seconds", "0") == 2
     one_error_line(capsys, "max_seconds")
     assert not (tmp_path / "b.wav").exists()

@@ -60,3 +60,16 @@ def test_every_shipped_codec_states_its_downsampling_factor_and_rate():
     image = codecgen.load("vqgan-f16")
     assert image.downsampling_factor == 16
     assert image.nominal_rate()["unit"] == "bpp"
+
+
+def test_image_encode_and_compress_take_the_same_range():
+    image_codec = codecgen.load("vqgan-f16")
+    torch.manual_seed(0)
+    image = torch.rand(3, 32, 48)
+    grid = image_codec.encode_image(image, 64)
+    codes = image_codec.encode(image[None], 64)  # the same [0, 1] image, as a batch
+    assert torch.equal(codes[0, 0], grid)
+    back = image_codec.decode(codes, 64)
+    assert back.shape == (1, 3, 32, 48) and back.min() >= 0 and back.max() <= 1
+    assert torch.equal(back[0], image_codec.decode_image(grid, 32, 48, 64))
+    assert torch.equal(image_codec.decompress(image_codec.compress(image, 64)), back[0])

@@ -13,7 +13,7 @@ import codecgen
 from codecgen.codecs.audio.hificodec import HiFiCodec
 from codecgen.datamodules.signals import espeak
 from codecgen.config import build
-from tests.conftest import ROOT, TINY_CONFIG, train_tiny
+from tests.conftest import ROOT, TINY_CONFIG
 
 torch.set_num_threads(1)
 

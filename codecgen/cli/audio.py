@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from codecgen.cli.files import decode_limits, limits_kwarg, progress, staged, temp_path
+from codecgen.cli.files import decode_limits, progress, staged, temp_path
 from codecgen.codecs import bitstream
 from codecgen.codecs.base import CodecError
 
@@ -56,7 +56,7 @@ def decode(model, src: Path, dst: Path, header: dict, payload: bytes, args, quie
 
     from codecgen.datamodules.audio import iter_audio_chunks
 
-    codes = model.unpack_codes(header, payload, **limits_kwarg(model.unpack_codes, decode_limits(args)))
+    codes = model.unpack_codes(header, payload, limits=decode_limits(args))
     chunk_frames = model.chunk_plan()[0] // model.hop_length
     pieces = progress(model.decode_chunks(codes, header["length"]), math.ceil(codes.shape[-1] / chunk_frames),
                       "decode", quiet)

@@ -11,7 +11,6 @@ the parser and ``--help`` stay fast.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import sys
 import tempfile
@@ -147,16 +146,12 @@ def run_batch(files: list[Path], code_one: Callable[[Path], object], out_dir: Pa
 
 # ----------------------------------------------------------------------------- decode limits
 def decode_limits(args):
-    """``--max-seconds/--max-pixels/--max-frames`` -> a DecodeLimits (unset ones: the defaults)."""
+    """``--max-seconds/--max-pixels/--max-frames`` -> a DecodeLimits (unset ones: the defaults).
+    ``--max-pixels`` bounds an image, and each frame of a video."""
     from dataclasses import replace
 
     from codecgen.codecs.limits import DEFAULT_LIMITS
 
     given = {name: getattr(args, name, None) for name in ("max_seconds", "max_pixels", "max_frames")}
+    given["max_frame_pixels"] = given["max_pixels"]
     return replace(DEFAULT_LIMITS, **{k: v for k, v in given.items() if v is not None})
-
-
-def limits_kwarg(fn: Callable, limits) -> dict:
-    """``{"limits": limits}`` where ``fn`` takes that keyword, else nothing."""
-    # TODO(merge): pass limits unconditionally
-    return {"limits": limits} if "limits" in inspect.signature(fn).parameters else {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from codecgen.cli.files import UserError, check_output, counter, decode_limits, limits_kwarg, staged
+from codecgen.cli.files import UserError, check_output, counter, decode_limits, staged
 from codecgen.codecs import bitstream
 
 INPUTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -41,7 +41,7 @@ def encode(model, src: Path, dst: Path, args, quiet: bool) -> str:
 def decode(model, src: Path, dst: Path, header: dict, payload: bytes, args, quiet: bool) -> str:
     from codecgen.datamodules.image import save_image
 
-    grid, lost, alpha = model.unpack_grid(header, payload, **limits_kwarg(model.unpack_grid, decode_limits(args)))
+    grid, lost, alpha = model.unpack_grid(header, payload, limits=decode_limits(args))
     (width, height), k, mode = header["size"], header["K"], header.get("mode", "RGB")
     restore = getattr(args, "restore", False)
     if lost is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from codecgen.cli.files import UserError, check_output, decode_limits, limits_kwarg, progress
+from codecgen.cli.files import UserError, check_output, decode_limits, progress
 from codecgen.codecs import bitstream
 
 INPUTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m")
@@ -82,7 +82,7 @@ def decode(src: Path, dst: Path, args, quiet: bool) -> str:
     from codecgen.datamodules.video import parse_frame_range, write_video
 
     video = DecodedVideo(src.read_bytes(), device=getattr(args, "device", "cpu"),
-                         **limits_kwarg(DecodedVideo, decode_limits(args)))
+                         limits=decode_limits(args))
     start, stop = parse_frame_range(getattr(args, "frames", None))
     stop = video.n_frames if stop is None else stop
     if not 0 <= start < stop <= video.n_frames:

@@ -28,6 +28,11 @@ How the files were checked against the code before the restructuring (commit bf9
 Every file and decoded hash was identical except ``nerv.cgc``: same payload and decoded
 frames, but its header names the decoder ``codecgen.nn.nerv.NeRVGenerator`` (2 bytes longer);
 that file is kept as ``legacy_nerv.cgc``.
+
+Later, exact resuming of training (``codecgen.seeding``: every random draw seeded from the
+run's seed and the step) changed the random numbers a seeded fit draws, so the fitted
+videos changed (audio and image files did not); the HNeRV file from before is kept as
+``legacy_hnerv.cgc`` (``--legacy-from`` a copy of the folder made before regenerating).
 """
 
 from __future__ import annotations
@@ -177,22 +182,24 @@ def build(out: Path, names: list[str], legacy_from: Path | None) -> dict:
                 **entry, "cgc": cgc.name, "bytes": len(first), "cgc_sha256": hashlib.sha256(first).hexdigest(),
                 "reencode": first == second, "decoded": decode(entry["kind"], entry["model"], cgc, tmp)}
             print(f"{name}: {len(first)} bytes, re-encode {'identical' if first == second else 'DIFFERS'}")
-        if legacy_from is not None:
-            manifest["legacy"] = keep_legacy(out, legacy_from, manifest["entries"], tmp)
-        elif (out / MANIFEST).is_file():  # legacy files stay pinned until replaced
+        # legacy files stay pinned; --legacy-from adds those of entries that have none yet
+        if (out / MANIFEST).is_file():
             manifest["legacy"] = json.loads((out / MANIFEST).read_text()).get("legacy", {})
+        if legacy_from is not None:
+            manifest["legacy"] |= keep_legacy(out, legacy_from, manifest["entries"], tmp, skip=set(manifest["legacy"]))
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def keep_legacy(out: Path, old: Path, entries: dict, tmp: Path) -> dict:
+def keep_legacy(out: Path, old: Path, entries: dict, tmp: Path, skip: set[str] = frozenset()) -> dict:
     """The older code's files that differ from this code's, kept with what that code decoded
-    them to: this code must still decode them the same."""
+    them to: this code must still decode them the same. Entries in ``skip`` already have
+    an (older) legacy file, which stays."""
     old_manifest = json.loads((old / MANIFEST).read_text())
     kept = {}
     for name, new in entries.items():
         before = old_manifest["entries"].get(name)
-        if before is None or (old / before["cgc"]).read_bytes() == (out / new["cgc"]).read_bytes():
+        if name in skip or before is None or (old / before["cgc"]).read_bytes() == (out / new["cgc"]).read_bytes():
             continue
         target = out / f"legacy_{name}.cgc"
         shutil.copyfile(old / before["cgc"], target)

@@ -207,16 +207,21 @@ class VQGANCompression(Codec):
 
     @torch.no_grad()
     def encode(self, x: Tensor, codebook_size: int | None = None) -> Tensor:
-        """(B, 3, H, W) in [-1, 1], H and W multiples of ``factor`` -> codes (B, 1, H/f, W/f)."""
+        """(B, 3, H, W) in [0, 1] (the range ``compress`` takes), H and W multiples of
+        ``factor`` -> codes (B, 1, H/f, W/f). The networks work in [-1, 1], as taming's."""
         self._check_batch(x)
         lvl = self.level(codebook_size)
-        return lvl.quantizer.encode(lvl.quant_conv(self.encoder(x)))
+        return lvl.quantizer.encode(lvl.quant_conv(self.encoder(x * 2 - 1)))
 
     @torch.no_grad()
     def decode(self, codes: Tensor, codebook_size: int | None = None) -> Tensor:
-        """codes (B, 1, h, w) -> images (B, 3, h f, w f) in [-1, 1]."""
+        """codes (B, 1, h, w) -> images (B, 3, h f, w f) in [0, 1]."""
         lvl = self.level(codebook_size)
-        return self.decoder(lvl.post_quant_conv(lvl.quantizer.decode(codes))).clamp(-1.0, 1.0)
+        return ((self.decoder(lvl.post_quant_conv(lvl.quantizer.decode(codes))).clamp(-1.0, 1.0) + 1) / 2).clamp(0.0, 1.0)
+
+    @property
+    def downsampling_factor(self) -> int:
+        return self.factor
 
     def forward(self, x: Tensor, codebook_size: int | None = None) -> Tensor:
         return self.quantize(x, codebook_size)[1]
@@ -252,7 +257,7 @@ class VQGANCompression(Codec):
         self._check_batch(image[None])
         f, (h, w) = self.factor, image.shape[-2:]
         gh, gw = math.ceil(h / f), math.ceil(w / f)
-        x = F.pad(image[None] * 2 - 1, (0, gw * f - w, 0, gh * f - h), mode="replicate").to(self.device)
+        x = F.pad(image[None], (0, gw * f - w, 0, gh * f - h), mode="replicate").to(self.device)
         grid = torch.zeros(gh, gw, dtype=torch.long)
         for top, left, bottom, right in self._blocks(gh, gw):
             t0, l0 = max(0, top - self.margin), max(0, left - self.margin)
@@ -278,7 +283,7 @@ class VQGANCompression(Codec):
                 :, (top - t0) * f : (bottom - t0) * f, (left - l0) * f : (right - l0) * f]
             if progress:
                 progress(1)
-        return ((out[:, :height, :width] + 1) / 2).clamp(0.0, 1.0)
+        return out[:, :height, :width]
 
     # -- entropy coding of the index grid ----------------------------------------------
     def entropy_kinds(self, codebook_size: int) -> list[str]:
@@ -602,8 +607,8 @@ class VQGANCompression(Codec):
         x = batch
         psnr = {}
         for k in self.available_sizes():
-            codes = self.encode(x, k)
-            mse = F.mse_loss((self.decode(codes, k) + 1) / 2, (x + 1) / 2)
+            codes = self.encode((x + 1) / 2, k)  # batches are in [-1, 1], encode takes [0, 1]
+            mse = F.mse_loss(self.decode(codes, k), (x + 1) / 2)
             psnr[k] = -10 * torch.log10(mse.clamp(min=1e-10))
             self.log(f"val/psnr_{k}", psnr[k], batch_size=x.shape[0], sync_dist=True)
             if self.restorer is not None and self.stage == "restorer":
@@ -611,7 +616,7 @@ class VQGANCompression(Codec):
                 lost = torch.rand(codes[:, 0].shape, device=x.device) < 0.2
                 restored = self.restorer.restore(codes[:, 0], lost, level, self.restore_steps,
                                                  self.levels[str(k)].quantizer.codebook)
-                mse = F.mse_loss((self.decode(restored[:, None], k) + 1) / 2, (x + 1) / 2)
+                mse = F.mse_loss(self.decode(restored[:, None], k), (x + 1) / 2)
                 self.log(f"val/psnr_restored20_{k}", -10 * torch.log10(mse.clamp(min=1e-10)),
                          batch_size=x.shape[0], sync_dist=True)
         # the headline number: the trained rate, or the smallest one while shrinking

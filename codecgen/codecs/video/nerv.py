@@ -456,7 +456,6 @@ class DecodedVideo:
             raise bitstream.BitstreamError(f"the video holds {total} coded values, more than {MAX_CODED_VALUES}")
         return expected
 
-    @torch.no_grad()
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(T, 3, H, W), as the decoded video would have as one tensor."""
@@ -468,6 +467,7 @@ class DecodedVideo:
     def __iter__(self):
         return self.frames()
 
+    @torch.no_grad()
     def frames(self, start: int = 0, stop: int | None = None, batch: int = 8):
         """Yield frames (3, H, W) in [0, 1] for frame numbers [start, stop)."""
         stop = self.n_frames if stop is None else stop
