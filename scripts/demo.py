@@ -10,7 +10,7 @@
    codebook size through ``infer.py compress`` / ``decompress`` (one file also damaged,
    20% of its indices lost, and restored), next to WebP at 1/4 resolution and JPEG 2000
    at their lowest rates;
-5. video: an HNeRV fitted to 24 frames of a held-out clip at 64x64 (about a minute)
+5. video: an HNeRV fitted to 24 frames of a held-out clip at 64x64 (about two minutes)
    with ``infer.py encode-video``, decoded with ``decode-video``, next to x265.
 
 Its data: the default corpora under ``data/`` where they are built (``make corpus``,
@@ -139,7 +139,7 @@ def image_demo(corpus: Path) -> None:
     full.crop((left, top, left + 256, top + 256)).save(crop_path)
     ref, _ = load_image(crop_path)
     print(f"\n== image: 256x256 centre crop of held-out {photo.name}; VQGAN at five codebook sizes "
-          "(about a minute) ==", flush=True)
+          "(two or three minutes on 2 cores) ==", flush=True)
     infer = [sys.executable, "infer.py"]
     rows = []
     for k in (1024, 256, 64, 16, 8):
@@ -182,7 +182,7 @@ def video_demo(corpus: Path) -> None:
     ref = load_video(small)
     n, _, h, w = ref.shape
     print(f"\n== video: {n} frames of held-out {clip.name} at {w}x{h}, HNeRV fitted now "
-          "(about a minute on one free core) ==", flush=True)
+          "(about two minutes on 2 cores) ==", flush=True)
     infer = [sys.executable, "infer.py"]
     coded, back = OUT / "clip.cgc", OUT / "clip_back.mkv"
     fit_s = run(infer + ["encode-video", str(small), str(coded), "--model-size", "0.03", "--strides", "4,2,2",
@@ -225,7 +225,7 @@ def main() -> None:
     utterance = held_out_utterance(corpus)
     seconds = sf.info(str(utterance)).frames / sf.info(str(utterance)).samplerate
     print(f"== held-out utterance: {utterance.name} ({seconds:.2f} s); {len(runs_for(model))} neural codec runs "
-          "through infer.py and Opus (about a minute) ==", flush=True)
+          "through infer.py and Opus (one or two minutes) ==", flush=True)
     infer = [sys.executable, "infer.py"]
     import codecgen
 
