@@ -20,9 +20,11 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # torch first, pinned: the CUDA wheels are large and nothing else may pick another build.
+# -qq on the editable install: setuptools prints an information block ("Editable installation.
+# Please be careful with folders ...") through pip at -q; errors still show, and stop make.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -qq -e ".[dev]"
 	touch $@
 
 system-deps:
