@@ -15,13 +15,16 @@ export OMP_NUM_THREADS ?= 1
 setup: system-deps $(STAMP)
 
 $(PY):
+	@echo "== set-up: $(VENV) with $(TORCH) and codecgen's dependencies (first time: a few minutes, ~3 GB of wheels with torch's CUDA libraries; pip's cache makes it quicker) =="
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
 # torch first, pinned: the CUDA wheels are large and nothing else may pick another build.
+# -qq on the editable install: setuptools prints an information block ("Editable installation.
+# Please be careful with folders ...") through pip at -q; errors still show, and stop make.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -qq -e ".[dev]"
 	touch $@
 
 system-deps:
@@ -35,18 +38,24 @@ system-deps:
 test: setup
 	$(PY) -m pytest tests
 
+# The full corpora, each with an estimate for a 2-core machine (docs/data.md describes them).
 corpus: setup
+	@echo "== speech corpus into data/speech: four Debian packages of recorded prompts + espeak-ng (about 15 minutes on 2 cores) =="
 	$(PY) -m codecgen.datamodules.prepare speech --out data/speech
 
 image-corpus: setup
+	@echo "== image corpus into data/images: packages' sample photos + opencv-doc (under a minute) =="
 	$(PY) -m codecgen.datamodules.prepare image --out data/images
 
 # Camera moves over the image corpus's photos (built first if missing), ffmpeg test sources, opencv-doc clips.
 video-corpus: setup
+	@echo "== video corpus into data/video: camera moves over data/images (built first if missing), ffmpeg sources, real clips (a few minutes on 2 cores) =="
 	$(PY) -m codecgen.datamodules.prepare video --out data/video
 
-# The main job end to end: corpus, a HiFi-Codec, infer.py encode/decode, a table against Opus.
-demo: corpus image-corpus video-corpus
+# The main job end to end: shipped codecs through infer.py, tables against Opus, WebP / JPEG 2000, x265.
+# It needs a few held-out files only: the full corpora in data/ where built, else their demo slices,
+# which scripts/demo.py builds first in under a minute (codecgen/datamodules/corpora/demo.py).
+demo: setup
 	$(PY) scripts/demo.py
 
 demo-train: corpus

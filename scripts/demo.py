@@ -10,8 +10,13 @@
    codebook size through ``infer.py compress`` / ``decompress`` (one file also damaged,
    20% of its indices lost, and restored), next to WebP at 1/4 resolution and JPEG 2000
    at their lowest rates;
-5. video: an HNeRV fitted to 24 frames of a held-out clip at 64x64 (about a minute)
+5. video: an HNeRV fitted to 24 frames of a held-out clip at 64x64 (about two minutes)
    with ``infer.py encode-video``, decoded with ``decode-video``, next to x265.
+
+Its data: the default corpora under ``data/`` where they are built (``make corpus``,
+``make image-corpus``, ``make video-corpus``), else, built first in under a minute, the
+few held-out files it uses, the same as in the full corpora, under ``demo_out/data/``
+(``codecgen.datamodules.corpora.demo``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,31 @@ from codecgen import metrics  # noqa: E402
 from codecgen.hub import SHIPPED_DIR  # noqa: E402
 
 OUT = ROOT / "demo_out"
+DATA = ROOT / "data"
+
+
+def corpus_or_demo(kind: str, build) -> Path:
+    """``data/<kind>`` when that corpus is built, else its demo slice ``demo_out/data/<kind>`` (built now)."""
+    from codecgen.datamodules.corpora.common import MARKER
+
+    if (DATA / kind / MARKER).exists():
+        return DATA / kind
+    return build(OUT / "data" / kind)
+
+
+def demo_data() -> tuple[Path, Path, Path]:
+    """(speech, image, video) corpus folders: the full corpora where built, else demo slices."""
+    from codecgen.datamodules.corpora import demo
+
+    kinds = ("speech", "images", "video")
+    missing = [k for k in kinds if not (DATA / k / demo.MARKER).exists() and not (OUT / "data" / k / demo.MARKER).exists()]
+    if missing:
+        print(f"== demo data: {', '.join(missing)} corpus not built; its few held-out files the demo uses go to "
+              f"{OUT / 'data'} (under a minute: an 11 MB Debian package, one photo, one clip) ==", flush=True)
+    speech = corpus_or_demo("speech", lambda out: demo.build_demo_speech(out, DATA / ".cache" / "debs"))
+    images = corpus_or_demo("images", demo.build_demo_image)
+    video = corpus_or_demo("video", lambda out: demo.build_demo_video(out, images))
+    return speech, images, video
 
 
 def run(cmd: list[str], **kwargs) -> float:
@@ -44,8 +74,12 @@ def run(cmd: list[str], **kwargs) -> float:
 
 
 def train_small(steps: int) -> Path:
+    if not (DATA / "speech" / ".complete").exists():
+        sys.exit("training needs the full speech corpus (configs/hificodec/small.yaml reads data/speech): "
+                 "`make corpus` first, or `make demo-train`")
     run_dir = OUT / "train"
-    print(f"== training a small HiFi-Codec for {steps} steps (configs/hificodec/small.yaml) ==", flush=True)
+    print(f"== training a small HiFi-Codec for {steps} steps (configs/hificodec/small.yaml; needs the full "
+          f"speech corpus, `make corpus`; about {steps / 100:.0f} min on one free core) ==", flush=True)
     run([sys.executable, "train.py", "fit", "--config", "configs/hificodec/small.yaml",
          "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(run_dir)])
     checkpoints = sorted(run_dir.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -104,7 +138,8 @@ def image_demo(corpus: Path) -> None:
     crop_path = OUT / "photo_256.png"
     full.crop((left, top, left + 256, top + 256)).save(crop_path)
     ref, _ = load_image(crop_path)
-    print(f"\n== image: 256x256 centre crop of held-out {photo.name} ==")
+    print(f"\n== image: 256x256 centre crop of held-out {photo.name}; VQGAN at five codebook sizes "
+          "(two or three minutes on 2 cores) ==", flush=True)
     infer = [sys.executable, "infer.py"]
     rows = []
     for k in (1024, 256, 64, 16, 8):
@@ -146,7 +181,8 @@ def video_demo(corpus: Path) -> None:
     write_video(load_video(clip, 0, 24, size=(64, 64)), small, fps=25.0)
     ref = load_video(small)
     n, _, h, w = ref.shape
-    print(f"\n== video: {n} frames of held-out {clip.name} at {w}x{h}, HNeRV fitted now ==", flush=True)
+    print(f"\n== video: {n} frames of held-out {clip.name} at {w}x{h}, HNeRV fitted now "
+          "(about two minutes on 2 cores) ==", flush=True)
     infer = [sys.executable, "infer.py"]
     coded, back = OUT / "clip.cgc", OUT / "clip_back.mkv"
     fit_s = run(infer + ["encode-video", str(small), str(coded), "--model-size", "0.03", "--strides", "4,2,2",
@@ -163,29 +199,39 @@ def video_demo(corpus: Path) -> None:
     print("(24 frames are too few for a network to pay for itself: benchmarks/video_codecs.py has the full comparison)")
 
 
+def runs_for(model: str) -> list[tuple[str, int | None]]:
+    """(model, n_q) rows of the audio table: the shipped Language-Codec joins the shipped HiFi-Codec."""
+    runs = [(model, None)]
+    if model == "hificodec-16k" and (SHIPPED_DIR / "languagecodec-16k" / "config.json").is_file():
+        runs += [("languagecodec-16k", 3), ("languagecodec-16k", None)]
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", action="store_true", help="train a small model now even if one is shipped")
     parser.add_argument("--steps", type=int, default=int(os.environ.get("DEMO_STEPS", 600)))
-    parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "speech")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="speech corpus of the held-out utterance (default data/speech, else the demo's)")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
+    speech, images, video = demo_data()
+    corpus = args.corpus or speech
 
     shipped = SHIPPED_DIR / "hificodec-16k"
     model = str(train_small(args.steps) if args.train or not (shipped / "config.json").is_file() else "hificodec-16k")
     print(f"== model: {model} ==")
 
-    utterance = held_out_utterance(args.corpus)
+    utterance = held_out_utterance(corpus)
     seconds = sf.info(str(utterance)).frames / sf.info(str(utterance)).samplerate
-    print(f"== held-out utterance: {utterance.name} ({seconds:.2f} s) ==")
+    print(f"== held-out utterance: {utterance.name} ({seconds:.2f} s); {len(runs_for(model))} neural codec runs "
+          "through infer.py and Opus (one or two minutes) ==", flush=True)
     infer = [sys.executable, "infer.py"]
     import codecgen
 
     torch.set_num_threads(1)
     x = torch.from_numpy(sf.read(str(utterance), dtype="float32")[0])[None, None]
-    runs = [(model, None)]
-    if model == "hificodec-16k" and (SHIPPED_DIR / "languagecodec-16k" / "config.json").is_file():
-        runs += [("languagecodec-16k", 3), ("languagecodec-16k", None)]
+    runs = runs_for(model)
     rows, wall = {}, []
     for name, n_q in runs:
         tag = f"{Path(name).name}{'' if n_q is None else f'_nq{n_q}'}"
@@ -219,8 +265,8 @@ def main() -> None:
     print(f"\n(infer.py wall time incl. start-up: {'; '.join(wall)}; "
           f"Opus speeds include ffmpeg start-up; kbps of Opus includes its Ogg container)")
     print(f"files: {OUT}")
-    image_demo(ROOT / "data" / "images")
-    video_demo(ROOT / "data" / "video")
+    image_demo(images)
+    video_demo(video)
 
 
 if __name__ == "__main__":

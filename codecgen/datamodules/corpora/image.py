@@ -232,6 +232,18 @@ def _pywt_items() -> list[ImageItem]:
     return [ImageItem(f"pywt_{n}", "pywt", f"pywt_{n}", lambda n=n: load(n)) for n in ("aero", "ascent", "camera")]
 
 
+def write_package_image(name: str, dst: Path) -> None:
+    """Write the corpus's picture ``name`` (e.g. ``skimage_astronaut``, from a Python package:
+    scikit-image, scikit-learn or PyWavelets) to ``dst`` as a build does, without the build."""
+    items = {i.name: i for i in _skimage_items() + _sklearn_items() + _pywt_items()}
+    if name not in items:
+        raise ValueError(f"no package image {name!r}; known: {', '.join(sorted(items))}")
+    why = _load_item(items[name])
+    if why is not None:
+        raise RuntimeError(f"{name}: {why}")
+    _write_png(items[name].pixels, dst)
+
+
 def _opencv_items(folder: Path) -> list[ImageItem]:
     items = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in OPENCV_SUFFIXES):

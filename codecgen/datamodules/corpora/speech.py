@@ -83,7 +83,12 @@ def _val_names(names: list[str], min_val: int) -> set[str]:
 # --------------------------------------------------------------------------- real prompts
 
 
-def _decode_g722(src: Path, dst: Path) -> float:
+def asterisk_package(lang: str) -> str:
+    """The Debian package of asterisk's recorded prompts in ``lang``."""
+    return f"asterisk-core-sounds-{lang}-g722"
+
+
+def decode_g722(src: Path, dst: Path) -> float:
     """Decode one G.722 file to a 16 kHz mono 16-bit WAV; return its duration in seconds."""
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "g722", "-i", str(src),
            "-ar", str(SR), "-ac", "1", "-c:a", "pcm_s16le", "-map_metadata", "-1", "-bitexact", str(dst)]
@@ -93,8 +98,9 @@ def _decode_g722(src: Path, dst: Path) -> float:
     return sf.info(str(dst)).duration
 
 
-def add_asterisk(lang: str, pkg: Package, out: Path, min_val: int, workers: int) -> Source:
-    """Decode every prompt of an asterisk sounds package into OUT/{train,val}/{lang}_real_*.wav."""
+def asterisk_prompts(lang: str, pkg: Package, min_val: int) -> tuple[str, list[tuple[Path, str, str]]]:
+    """(speaker, [(G.722 file, split, wav name)]) for every prompt of an asterisk sounds package,
+    split as in the corpus (``{lang}_real_<prompt>.wav``, ``split`` "train" or "val")."""
     sounds = pkg.root / "usr/share/asterisk/sounds"
     # The silence/ folder holds digital silence of 1..10 s: no use for a codec. Some
     # prompts ship as empty files (e.g. ru/is.g722): skip them too.
@@ -104,10 +110,6 @@ def add_asterisk(lang: str, pkg: Package, out: Path, min_val: int, workers: int)
     if not g722:
         raise RuntimeError(f"no .g722 files in {pkg.name}")
     speaker = g722[0].relative_to(sounds).parts[0]
-    holder, licence = ("unknown", "unknown")
-    if pkg.copyright_file is not None:
-        holder, licence = copyright_for(pkg.copyright_file, f"{lang}-core-sounds")
-    src = Source(f"`{pkg.name}` {pkg.version} ({speaker})", "real", licence, holder)
 
     def target(p: Path) -> str:
         rel = p.relative_to(sounds / speaker).with_suffix("")
@@ -115,8 +117,18 @@ def add_asterisk(lang: str, pkg: Package, out: Path, min_val: int, workers: int)
 
     names = [target(p) for p in g722]
     val = _val_names(names, min_val)
-    jobs = [(p, out / ("val" if n in val else "train") / n) for p, n in zip(g722, names)]
-    durations = parallel_map(lambda j: _decode_g722(*j), jobs, workers, f"{lang} g722")
+    return speaker, [(p, "val" if n in val else "train", n) for p, n in zip(g722, names)]
+
+
+def add_asterisk(lang: str, pkg: Package, out: Path, min_val: int, workers: int) -> Source:
+    """Decode every prompt of an asterisk sounds package into OUT/{train,val}/{lang}_real_*.wav."""
+    speaker, prompts = asterisk_prompts(lang, pkg, min_val)
+    holder, licence = ("unknown", "unknown")
+    if pkg.copyright_file is not None:
+        holder, licence = copyright_for(pkg.copyright_file, f"{lang}-core-sounds")
+    src = Source(f"`{pkg.name}` {pkg.version} ({speaker})", "real", licence, holder)
+    jobs = [(p, out / split / n) for p, split, n in prompts]
+    durations = parallel_map(lambda j: decode_g722(*j), jobs, workers, f"{lang} g722")
     for (_, dst), seconds in zip(jobs, durations):
         if seconds <= 0:  # decoded to nothing: keep no empty files in the corpus
             dst.unlink()
@@ -169,7 +181,7 @@ def make_sentence(rng: random.Random) -> str:
     return rng.choice(_TEMPLATES).format(**fill)
 
 
-def _espeak_item(index: int, voices: tuple[str, ...]) -> tuple[str, np.ndarray]:
+def espeak_item(index: int, voices: tuple[str, ...]) -> tuple[str, np.ndarray]:
     """Utterance ``index``: its voice, speed, pitch and text depend on the index alone."""
     from codecgen.datamodules.signals import espeak  # imports torch: only when synthesising
 
@@ -192,7 +204,7 @@ def add_espeak(out: Path, seconds: float, voices: tuple[str, ...], workers: int)
     bar = tqdm(total=round(seconds), desc="espeak", unit="s", mininterval=1.0)
     with bar, ThreadPoolExecutor(workers) as pool:
         while total < seconds:
-            results = list(pool.map(lambda i: _espeak_item(i, voices), range(index, index + batch)))
+            results = list(pool.map(lambda i: espeak_item(i, voices), range(index, index + batch)))
             for i, (voice, x) in enumerate(results, start=index):
                 if total >= seconds:
                     break
@@ -257,7 +269,7 @@ def build_speech(
 
     packages: dict[str, Package] = {}
     for lang in ASTERISK_LANGS:
-        name = f"asterisk-core-sounds-{lang}-g722"
+        name = asterisk_package(lang)
         try:
             packages[lang] = fetch_deb(name, cache)
         except RuntimeError as err:

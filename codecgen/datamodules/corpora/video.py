@@ -130,12 +130,17 @@ def _write_uint8_video(pixels: np.ndarray, dst: Path, fps: float) -> None:
     write_video(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255.0, dst, fps=fps)
 
 
+def write_photo_clip(photo: Path, kind: str, dst: Path, size: int = VIDEO_SIZE, frames: int = VIDEO_FRAMES) -> None:
+    """The corpus's clip ``{kind}_{photo.stem}.mkv`` ("pan" or "zoom" over ``photo``, the same
+    pixels as in a build) written to ``dst``."""
+    _write_uint8_video(_render_camera(photo, kind, f"{kind}_{photo.stem}", size, frames), dst, VIDEO_FPS)
+
+
 def _photo_clip(photo: Path, kind: str, split: str, group: str, size: int, frames: int, credit: str) -> VideoClip:
     name = f"{kind}_{photo.stem}"
 
     def make(dst: Path) -> tuple[int, int, int, str]:
-        pixels = _render_camera(photo, kind, name, size, frames)
-        _write_uint8_video(pixels, dst, VIDEO_FPS)
+        write_photo_clip(photo, kind, dst, size, frames)
         return frames, size, size, f"{kind} over `{photo.name}`"
 
     return VideoClip(name, split, group, f"camera {kind} over image corpus photo `{split}/{photo.name}`", credit, make)
