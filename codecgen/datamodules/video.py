@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -68,12 +69,21 @@ _FILE_MODE = 0o666 & ~_UMASK  # what an ordinary open() would give (mkstemp give
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What :func:`probe_video` finds: frame count, frame size and frame rate."""
+    """What :func:`probe_video` finds: frame count, frame size and frame rate.
+
+    ``variable_rate``: the frames' timestamps are not evenly spaced (screen captures,
+    phone videos); ``fps`` is then the average rate, frames / the video stream's
+    duration, and the frames are coded at that constant rate. ``other_streams``
+    names the streams that are not the (first) video stream, e.g. ``"audio #1
+    (aac, 2.56 s)"``: the video codec codes pictures only.
+    """
 
     frames: int
     height: int
     width: int
     fps: float
+    variable_rate: bool = False
+    other_streams: tuple[str, ...] = ()
 
 
 def _av():
@@ -143,31 +153,69 @@ def _open_container(path: Path):
     return container
 
 
-def _count_frames(path: Path, container, stream, fps: float) -> int:
-    """Frames in ``stream``: from the header when it says, else by demuxing packets (no decoding).
+def _tag_seconds(value: str | None) -> float | None:
+    """Matroska's per-stream ``DURATION`` tag, ``HH:MM:SS.nnnnnnnnn`` -> seconds."""
+    try:
+        h, m, sec = str(value).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (ValueError, AttributeError):
+        return None
 
-    When counting, a count short of the duration the container declares (by more
-    than 1 %) means the file was cut short: ValueError.
+
+def _stream_seconds(stream) -> float | None:
+    """The duration a stream declares for ITSELF (its header, or Matroska's DURATION tag)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return _tag_seconds((stream.metadata or {}).get("DURATION"))
+
+
+def _describe(stream) -> str:
+    seconds = _stream_seconds(stream)
+    name = getattr(stream.codec_context, "name", None) or "?"
+    return f"{stream.type} #{stream.index} ({name}" + (f", {seconds:.2f} s)" if seconds else ")")
+
+
+def _timing(path: Path, container, stream) -> tuple[int, float | None, bool]:
+    """(frames, average fps from timestamps or None, whether the rate varies), by demuxing
+    the video stream's packets (no decoding).
+
+    The count is checked against the duration the VIDEO stream declares for itself,
+    never the container's (the longest stream's: a sound track may outlast the
+    pictures), except in a file holding the video stream alone, where the two are
+    the same. Short of that by more than 1 %: ``ValueError``, the file was cut short
+    (Matroska reserves the stream's DURATION tag up front, so a cut file keeps it).
     """
-    if stream.frames and stream.frames > 0:
-        return int(stream.frames)
-    n = 0
+    pts, last_duration = [], 0
     for packet in container.demux(stream):
         if packet.size:
-            n += 1
-    seconds = None
-    if stream.duration and stream.time_base:
-        seconds = float(stream.duration * stream.time_base)
-    elif container.duration:
+            if packet.pts is not None:
+                pts.append(int(packet.pts))
+                last_duration = int(packet.duration or 0)
+            else:
+                pts.append(None)
+    n = len(pts)
+    if stream.frames and stream.frames > 0 and not n:
+        n = int(stream.frames)
+    stamps = sorted(p for p in pts if p is not None)
+    fps, variable = None, False
+    if len(stamps) >= 2 and stream.time_base and len(stamps) == n:
+        steps = np.diff(np.asarray(stamps, dtype=np.int64))
+        span = stamps[-1] - stamps[0] + (last_duration or int(np.median(steps)))
+        if span > 0:
+            fps = float(n / (span * stream.time_base))
+        tolerance = max(1, int(0.02 * float(np.median(steps))))  # rounding of a millisecond time base
+        variable = bool(steps.max() - steps.min() > 2 * tolerance)
+    own = _stream_seconds(stream)
+    seconds = own
+    if seconds is None and len(container.streams) == 1 and container.duration:
         seconds = container.duration / 1e6
-    if seconds and fps > 0:
-        expected = round(seconds * fps)
+    rate = fps or float(stream.average_rate or stream.guessed_rate or stream.base_rate or FOLDER_FPS)
+    if seconds and not variable:
+        expected = round(seconds * rate)
         if n < expected - int(0.01 * expected):
-            raise ValueError(
-                f"video file {path} is truncated: its header declares {expected} frames ({seconds:.3f} s), "
-                f"only {n} are present"
-            )
-    return n
+            raise ValueError(f"video file {path} is truncated: its video stream declares {expected} frames "
+                             f"({seconds:.3f} s), only {n} are present")
+    return n, fps, variable
 
 
 def _probe_file(path: Path) -> VideoInfo:
@@ -178,23 +226,37 @@ def _probe_file(path: Path) -> VideoInfo:
         ctx = stream.codec_context
         h, w = int(ctx.height or 0), int(ctx.width or 0)
         _check_size(path, 1, h, w)  # size first: cheap, and before any demuxing
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else FOLDER_FPS
+        others = tuple(_describe(s) for s in container.streams if s.index != stream.index)
         try:
-            frames = _count_frames(path, container, stream, fps)
+            frames, fps, variable = _timing(path, container, stream)
         except av.error.FFmpegError as err:
             raise ValueError(f"cannot read video file {path}: corrupt or truncated ({err})") from err
+        if fps is None:
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else FOLDER_FPS
+        elif not variable:
+            rate = stream.average_rate or stream.guessed_rate
+            if rate and abs(float(rate) - fps) <= 0.01 * fps:
+                fps = float(rate)  # the header's exact fraction (e.g. 30000/1001) over a rounded estimate
     finally:
         container.close()
     _check_size(path, frames, h, w)
-    return VideoInfo(frames, h, w, fps)
+    if variable:
+        warnings.warn(
+            f"video file {path} has a variable frame rate: its {frames} frames are coded at their average "
+            f"rate, {fps:.3f} fps (frames / the video stream's duration), and decode at that constant rate",
+            stacklevel=3)
+    return VideoInfo(frames, h, w, fps, variable, others)
 
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Frame count, size and rate of a video file or PNG/JPG folder, without decoding pixels.
 
-    The count comes from the container header, or from counting packets where the
-    header does not say (e.g. Matroska). A folder's rate is :data:`FOLDER_FPS`.
+    The count comes from demuxing the video stream's packets, checked against the
+    duration the video stream declares for itself (never the container's, which a
+    longer sound track sets). The rate is the frames' timestamps' average rate; when
+    the timestamps are unevenly spaced (variable frame rate) a warning says the clip
+    is coded at that average, constant rate. A folder's rate is :data:`FOLDER_FPS`.
     """
     path = Path(path)
     if path.is_dir():

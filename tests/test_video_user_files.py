@@ -1,0 +1,60 @@
+"""Video on users' real files: sound tracks longer or shorter than the pictures (the
+container's duration is the longest stream's), variable frame rates, small budgets, and
+the sound carried through encode / decode."""
+
+import shutil
+import subprocess
+import warnings
+
+import pytest
+
+from codecgen.datamodules.video import load_video, probe_video
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+
+def _ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def _clip(tmp_path, frames=12, audio_seconds=None, name="clip.mkv"):
+    """64x64 test pattern at 24 fps, with a 440 Hz tone of ``audio_seconds`` muxed beside it."""
+    video = tmp_path / f"pictures_{name}"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=24", "-frames:v", frames, "-c:v", "ffv1", video)
+    if audio_seconds is None:
+        return video
+    tone, out = tmp_path / "tone.wav", tmp_path / name
+    _ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={audio_seconds}", tone)
+    _ffmpeg("-i", video, "-i", tone, "-c:v", "copy", "-c:a", "flac", out)
+    return out
+
+
+@pytest.mark.parametrize("audio_seconds", [1.0, 0.2])
+def test_frames_counted_against_the_video_stream(tmp_path, audio_seconds):
+    """12 frames (0.5 s) beside a 1 s (or 0.2 s) tone: not truncated, every frame loads."""
+    clip = _clip(tmp_path, audio_seconds=audio_seconds)
+    info = probe_video(clip)
+    assert (info.frames, info.fps, info.variable_rate) == (12, 24.0, False)
+    assert len(info.other_streams) == 1 and info.other_streams[0].startswith("audio #1 (flac")
+    assert load_video(clip).shape == (12, 3, 64, 64)
+
+
+def test_cut_file_is_still_refused(tmp_path):
+    clip = _clip(tmp_path, frames=24)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cut.mkv"):
+        load_video(cut)
+
+
+def test_variable_frame_rate_is_coded_at_its_average_rate(tmp_path):
+    """8 frames at 12 fps then 8 at 24 fps: 16 frames over 1 s -> 16 fps, with a warning."""
+    vfr = tmp_path / "vfr.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=24", "-frames:v", 16, "-vf",
+            "setpts='if(lt(N,8),N*2,16+(N-8))/24/TB'", "-fps_mode", "passthrough", "-c:v", "ffv1", vfr)
+    with pytest.warns(UserWarning, match="variable frame rate.*16.0"):
+        info = probe_video(vfr)
+    assert info.variable_rate and info.frames == 16 and abs(info.fps - 16.0) < 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a constant rate warns nothing
+        assert not probe_video(_clip(tmp_path)).variable_rate
