@@ -58,3 +58,33 @@ def test_variable_frame_rate_is_coded_at_its_average_rate(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a constant rate warns nothing
         assert not probe_video(_clip(tmp_path)).variable_rate
+
+
+def test_budget_solver_picks_strides_that_reach_a_small_budget():
+    """256x256 at 0.05 M: --strides 4,2,2,2 alone bottoms out near 85 k parameters."""
+    from codecgen.nn.nerv import BudgetError, count_parameters, hnerv_for_budget, nerv_for_budget
+
+    nerv = nerv_for_budget(0.05, (256, 256), [4, 2, 2, 2])
+    assert abs(count_parameters(nerv) - 50_000) <= 2_500 and nerv.strides != (4, 2, 2, 2)
+    hnerv = hnerv_for_budget(0.05, 200, (256, 256), [4, 2, 2, 2])
+    h0 = 256 // (hnerv.factor)
+    total = count_parameters(hnerv) + 200 * hnerv.embed_channels * h0 * h0
+    assert abs(total - 50_000) <= 2_500
+    with pytest.raises(BudgetError, match=r"smallest reachable model.*--model-size 0\.\d+ --strides [\d,]+"):
+        nerv_for_budget(0.001, (64, 64), [4, 2, 2, 2])
+    assert nerv_for_budget(0.2, (64, 64), [4, 2, 2]).strides == (4, 2, 2)  # reachable: flags kept
+
+
+def test_encode_warns_of_dropped_sound_and_fits_a_small_budget(tmp_path, capsys):
+    import infer
+
+    clip = _clip(tmp_path, audio_seconds=1.0)
+    out = tmp_path / "clip.cgc"
+    fit = ["--arch", "nerv", "--strides", "4,2,2", "--epochs", "1", "--quant-epochs", "1"]
+    assert infer.main(["encode-video", str(clip), str(out), "--model-size", "0.001", *fit]) != 0
+    assert "smallest reachable model" in capsys.readouterr().err and not out.exists()
+    assert infer.main(["encode-video", str(clip), str(out), "--model-size", "0.03", *fit]) == 0
+    assert "dropping audio #1 (flac, 1.00 s)" in capsys.readouterr().err
+    back = tmp_path / "back.mkv"
+    assert infer.main(["decode", str(out), str(back), "--quiet"]) == 0
+    assert probe_video(back).frames == 12

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -31,6 +33,10 @@ def _ints(text: str, what: str) -> list[int]:
     return values
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _quiet_lightning() -> None:
     """Lightning's banners too, not only the progress bars."""
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -40,7 +46,7 @@ def _quiet_lightning() -> None:
 def encode(arch: str, src: Path, dst: Path, args, quiet: bool) -> str:
     """Fit ``arch`` to the clip at ``src`` (gradients on: this trains), write its ``.cgc``."""
     from codecgen.codecs.video.nerv import fit_clip, recipe
-    from codecgen.datamodules.video import VideoDataModule
+    from codecgen.datamodules.video import VideoDataModule, probe_video
     from codecgen.nn.nerv import ConvNeXtEncoder, hnerv_for_budget, nerv_for_budget
 
     size = _ints(args.size, "--size") if args.size else None
@@ -50,18 +56,31 @@ def encode(arch: str, src: Path, dst: Path, args, quiet: bool) -> str:
     if not 0.0 <= args.prune < 1.0:
         raise UserError(f"--prune must be in [0, 1), got {args.prune}")
     data = VideoDataModule(video=str(src), resize=size, frames=args.frames, batch_size=args.batch_size)
-    data.setup("fit")
+    with warnings.catch_warnings(record=True) as caught:  # variable frame rate: said, not silent
+        warnings.simplefilter("always")
+        data.setup("fit")
+    for warning in caught:
+        _warn(str(warning.message))
+    if not src.is_dir():
+        others = probe_video(src).other_streams
+        if others:
+            _warn(f"{src}: the video codec codes the pictures only; dropping {', '.join(others)}")
     n, (h, w) = data.n_frames, data.frame_size
     factor = math.prod(strides)
     if h % factor or w % factor:
         raise UserError(f"frame size {h}x{w} is not divisible by prod(--strides) = {factor}: pass --size or --strides")
-    plan = recipe(args.boosted, arch == "hnerv", len(strides))
+    plan = recipe(args.boosted, arch == "hnerv", len(strides))  # its decoder options hold for added stages
     if arch == "hnerv":
         decoder = hnerv_for_budget(args.model_size, n, (h, w), strides, embed_channels=args.embed_channels,
                                    **plan["decoder"])
-        encoder = ConvNeXtEncoder(strides=strides, dims=64, depths=1, embed_channels=args.embed_channels)
+        encoder = ConvNeXtEncoder(strides=decoder.strides, dims=64, depths=1, embed_channels=decoder.embed_channels)
     else:
         decoder, encoder = nerv_for_budget(args.model_size, (h, w), strides, **plan["decoder"]), None
+    chosen = list(decoder.strides) != strides or getattr(decoder, "embed_channels", args.embed_channels) != \
+        args.embed_channels
+    if chosen and not quiet:  # the budget needed a smaller stem than the flags allow
+        print(f"--model-size {args.model_size} needs --strides {','.join(map(str, decoder.strides))}"
+              + (f" --embed-channels {decoder.embed_channels}" if arch == "hnerv" else "") + ": using them")
     if quiet:
         _quiet_lightning()
     start = time.perf_counter()
