@@ -88,3 +88,47 @@ def test_encode_warns_of_dropped_sound_and_fits_a_small_budget(tmp_path, capsys)
     back = tmp_path / "back.mkv"
     assert infer.main(["decode", str(out), str(back), "--quiet"]) == 0
     assert probe_video(back).frames == 12
+
+
+def _sound_seconds(path):
+    """Seconds of sound in the first audio stream, by decoding every sample."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return sum(frame.samples for frame in container.decode(stream)) / stream.rate
+
+
+def test_sound_track_is_carried_and_muxed_back(tmp_path, capsys):
+    import infer
+    from codecgen.codecs import bitstream
+    from codecgen.codecs.video.nerv import DecodedVideo, with_audio
+
+    clip = _clip(tmp_path, audio_seconds=1.0)  # 0.5 s of pictures, 1 s of sound
+    out = tmp_path / "clip.cgc"
+    assert infer.main(["encode-video", str(clip), str(out), "--arch", "nerv", "--model-size", "0.03", "--strides",
+                       "4,2,2", "--epochs", "1", "--quant-epochs", "1", "--audio-model", "languagecodec-16k",
+                       "--quiet"]) == 0
+    assert "dropping" not in capsys.readouterr().err
+    sound = DecodedVideo(out.read_bytes()).audio
+    assert sound["model"] == "languagecodec-16k" and sound["offset"] == 0.0
+    for name in ("back.mkv", "back.mp4"):
+        back = tmp_path / name
+        assert infer.main(["decode", str(out), str(back), "--quiet"]) == 0
+        assert probe_video(back).frames == 12
+        assert abs(_sound_seconds(back) - 1.0) <= 1024 / 16000  # one AAC frame; FLAC is exact to the hop
+    part = tmp_path / "part.mkv"
+    assert infer.main(["decode", str(out), str(part), "--frames", "3:9", "--quiet"]) == 0
+    assert abs(_sound_seconds(part) - 0.25) <= 0.02 and probe_video(part).frames == 6
+
+    # a sound track whose header names another model than the one that coded it: one error, no output
+    header, payload = bitstream.unpack(out.read_bytes())
+    wrong = tmp_path / "wrong.cgc"
+    wrong.write_bytes(with_audio(out.read_bytes(), sound["file"], "hificodec-16k"))
+    bad = tmp_path / "bad.mkv"
+    assert infer.main(["decode", str(wrong), str(bad), "--quiet"]) != 0
+    assert "use the model that encoded it" in capsys.readouterr().err
+    assert not bad.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    header["audio"] = {"model": "languagecodec-16k", "bytes": 1 << 29, "offset": 0.0}
+    with pytest.raises(bitstream.BitstreamError, match="audio"):
+        DecodedVideo(bitstream.pack(header, payload))

@@ -47,6 +47,8 @@ __all__ = [
     "load_video",
     "probe_video",
     "write_video",
+    "extract_audio",
+    "mux_audio",
     "parse_frame_range",
     "FRAME_EXTENSIONS",
     "MAX_FRAME_PIXELS",
@@ -486,6 +488,115 @@ def _write_folder(frames: Iterator[torch.Tensor], path: Path) -> None:
             os.replace(new, path / new.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- sound tracks
+
+
+def _first_pts_seconds(stream) -> float:
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+
+
+def extract_audio(path: str | Path, dst: str | Path, start_frame: int = 0, stop_frame: int | None = None,
+                  fps: float | None = None) -> float | None:
+    """Write the first audio stream of video file ``path``, for the video frames
+    ``[start_frame, stop_frame)``, to ``dst`` (a float WAV at its own rate and channels).
+
+    Time-aligned to the pictures: samples before the first frame are cut, and the
+    return value is the offset in seconds from the first frame to the first sample kept
+    (> 0 when the sound starts later). None when the file has no audio stream, or
+    none of it falls in the frames' time span.
+    """
+    import soundfile as sf
+
+    av = _av()
+    path = Path(path)
+    container = _open_container(path)
+    try:
+        if not container.streams.audio:
+            return None
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        fps = fps or probe_video(path).fps
+        t0 = _first_pts_seconds(video) + start_frame / fps
+        t1 = None if stop_frame is None else _first_pts_seconds(video) + stop_frame / fps
+        rate, pieces, first = None, [], None
+        for frame in container.decode(audio):
+            x = frame.to_ndarray()
+            x = x.reshape(-1, len(frame.layout.channels)) if frame.format.is_packed else x.T
+            x = x.astype(np.float32) / (32768.0 if x.dtype == np.int16 else 2147483648.0 if x.dtype == np.int32
+                                        else 1.0)
+            rate = frame.sample_rate
+            at = float(frame.pts * frame.time_base) if frame.pts is not None else (
+                first + sum(len(p) for p in pieces) / rate if first is not None else 0.0)
+            skip = max(0, round((t0 - at) * rate))
+            x = x[skip:]
+            if first is None and len(x):
+                first = at + skip / rate
+            if t1 is not None and len(x):
+                x = x[: max(0, round((t1 - (at + skip / rate)) * rate))]
+            if len(x):
+                pieces.append(x)
+    except av.error.FFmpegError as err:
+        raise ValueError(f"cannot decode the audio of {path}: {err}") from err
+    finally:
+        container.close()
+    if not pieces:
+        return None
+    sf.write(str(dst), np.concatenate(pieces), rate, subtype="FLOAT", format="WAV")
+    return max(0.0, first - t0)
+
+
+def mux_audio(video: str | Path, audio: str | Path, dst: str | Path, offset: float = 0.0,
+              span: tuple[float, float | None] = (0.0, None)) -> Path:
+    """``video`` (a file :func:`write_video` wrote) with the sound file ``audio`` added,
+    starting ``offset`` seconds after the first frame, written to ``dst``. ``span``:
+    the seconds (from, to) of the sound's time line (0 = the first frame) that the video
+    file covers (a range of frames; to=None: to the end). AAC in ``.mp4``,
+    FLAC in ``.mkv``. The pictures are copied, not re-encoded. Through a temporary name:
+    a failure leaves no partial file."""
+    import soundfile as sf
+
+    av = _av()
+    dst = Path(dst)
+    suffix = dst.suffix.lower()
+    codec = {".mp4": "aac", ".mkv": "flac"}.get(suffix)
+    if codec is None:
+        raise ValueError(f"cannot add sound to {dst}: use .mkv or .mp4")
+    samples, rate = sf.read(str(audio), dtype="float32", always_2d=True)
+    tmp = Path(tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".tmp{suffix}", dir=dst.parent)[1])
+    try:
+        with av.open(str(video)) as source, av.open(str(tmp), mode="w") as out:
+            vin = source.streams.video[0]
+            vout = out.add_stream_from_template(vin)
+            channels = samples.shape[1]
+            aout = out.add_stream(codec, rate=rate, layout="mono" if channels == 1 else "stereo")
+            aout.time_base = Fraction(1, rate)
+            for packet in source.demux(vin):
+                if packet.dts is None:
+                    continue
+                packet.stream = vout
+                out.mux(packet)
+            fmt = "fltp" if codec == "aac" else "s16"
+            resampler = av.AudioResampler(format=fmt, layout=aout.layout.name, rate=rate)
+            x = samples[:, :2] if channels > 2 else samples
+            first = round((offset - span[0]) * rate)  # where the sound starts in the output
+            x, start = (x[-first:], 0) if first < 0 else (x, first)
+            if span[1] is not None:
+                x = x[: max(0, round((span[1] - span[0]) * rate) - start)]
+            for i in range(0, len(x), 4096):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[i: i + 4096].T), format="fltp",
+                                                   layout=aout.layout.name)
+                frame.sample_rate, frame.pts, frame.time_base = rate, start + i, Fraction(1, rate)
+                for piece in resampler.resample(frame):
+                    out.mux(aout.encode(piece))
+            for piece in resampler.resample(None):
+                out.mux(aout.encode(piece))
+            out.mux(aout.encode(None))
+        tmp.chmod(_FILE_MODE)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
 
 
 # --------------------------------------------------------------------------- datamodule
