@@ -132,3 +132,24 @@ def test_sound_track_is_carried_and_muxed_back(tmp_path, capsys):
     header["audio"] = {"model": "languagecodec-16k", "bytes": 1 << 29, "offset": 0.0}
     with pytest.raises(bitstream.BitstreamError, match="audio"):
         DecodedVideo(bitstream.pack(header, payload))
+
+
+def test_sound_starting_after_the_first_frame_keeps_its_offset(tmp_path):
+    import av
+
+    from codecgen.datamodules.video import extract_audio, mux_audio
+
+    pictures = _clip(tmp_path)
+    tone, late = tmp_path / "tone.wav", tmp_path / "late.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=0.5", tone)
+    _ffmpeg("-i", pictures, "-itsoffset", "0.25", "-i", tone, "-c:v", "copy", "-c:a", "flac", late)
+    wav = tmp_path / "sound.wav"
+    offset = extract_audio(late, wav)
+    assert abs(offset - 0.25) < 0.01
+    out = mux_audio(pictures, wav, tmp_path / "out.mkv", offset)
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        first = next(iter(container.decode(audio)))
+        assert abs(float(first.pts * first.time_base) - 0.25) < 0.01
+    assert abs(_sound_seconds(out) - 0.5) < 0.01
+    assert extract_audio(pictures, tmp_path / "none.wav") is None  # no sound track: nothing to carry

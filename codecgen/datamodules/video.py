@@ -497,6 +497,15 @@ def _first_pts_seconds(stream) -> float:
     return float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
 
 
+def _to_float(x: np.ndarray) -> np.ndarray:
+    """Samples of any FFmpeg sample format as float32 in [-1, 1]."""
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float32) / float(-np.iinfo(x.dtype).min)
+    return x.astype(np.float32)
+
+
 def extract_audio(path: str | Path, dst: str | Path, start_frame: int = 0, stop_frame: int | None = None,
                   fps: float | None = None) -> float | None:
     """Write the first audio stream of video file ``path``, for the video frames
@@ -523,8 +532,7 @@ def extract_audio(path: str | Path, dst: str | Path, start_frame: int = 0, stop_
         for frame in container.decode(audio):
             x = frame.to_ndarray()
             x = x.reshape(-1, len(frame.layout.channels)) if frame.format.is_packed else x.T
-            x = x.astype(np.float32) / (32768.0 if x.dtype == np.int16 else 2147483648.0 if x.dtype == np.int32
-                                        else 1.0)
+            x = _to_float(x)
             rate = frame.sample_rate
             at = float(frame.pts * frame.time_base) if frame.pts is not None else (
                 first + sum(len(p) for p in pieces) / rate if first is not None else 0.0)
