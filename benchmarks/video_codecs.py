@@ -71,8 +71,9 @@ def build(arch: str, size_m: float, n: int, hw: tuple[int, int], strides: list[i
     """The decoder (and HNeRV's encoder) at ``size_m`` M parameters, and its paper's recipe."""
     plan = recipe(arch.endswith("boosted"), arch.startswith("hnerv"), len(strides))
     if arch.startswith("hnerv"):
-        return hnerv_for_budget(size_m, n, hw, strides, embed_channels=16, **plan["decoder"]), \
-            ConvNeXtEncoder(strides=strides, dims=64, depths=1, embed_channels=16), plan
+        decoder = hnerv_for_budget(size_m, n, hw, strides, embed_channels=16, **plan["decoder"])
+        return decoder, ConvNeXtEncoder(strides=decoder.strides, dims=64, depths=1,  # the solver may change them
+                                        embed_channels=decoder.embed_channels), plan
     return nerv_for_budget(size_m, hw, strides, **plan["decoder"]), None, plan
 
 

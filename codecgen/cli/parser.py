@@ -159,6 +159,10 @@ def _video_encode(o: _Options) -> None:
     o.add("video", "--prune", type=float, default=0.0, group=g,
           help="fraction of decoder weights pruned before quantization")
     o.add("video", "--batch-size", type=int, default=2, group=g, help="(default: 2)")
+    o.add("video", "--audio-model", default=None, group=g,
+          help="carry the clip's sound track in the .cgc, coded by this shipped audio model (e.g. "
+               "languagecodec-16k); decode muxes it back into .mkv (FLAC) / .mp4 (AAC). Default: the sound "
+               "is dropped, with a warning")
     o.add("video", "--lr", type=float, default=None, group=g,
           help="fitting lr (default: the paper's, 1e-3 or 3e-3 boosted)")
 

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -46,6 +47,8 @@ __all__ = [
     "load_video",
     "probe_video",
     "write_video",
+    "extract_audio",
+    "mux_audio",
     "parse_frame_range",
     "FRAME_EXTENSIONS",
     "MAX_FRAME_PIXELS",
@@ -68,12 +71,21 @@ _FILE_MODE = 0o666 & ~_UMASK  # what an ordinary open() would give (mkstemp give
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What :func:`probe_video` finds: frame count, frame size and frame rate."""
+    """What :func:`probe_video` finds: frame count, frame size and frame rate.
+
+    ``variable_rate``: the frames' timestamps are not evenly spaced (screen captures,
+    phone videos); ``fps`` is then the average rate, frames / the video stream's
+    duration, and the frames are coded at that constant rate. ``other_streams``
+    names the streams that are not the (first) video stream, e.g. ``"audio #1
+    (aac, 2.56 s)"``: the video codec codes pictures only.
+    """
 
     frames: int
     height: int
     width: int
     fps: float
+    variable_rate: bool = False
+    other_streams: tuple[str, ...] = ()
 
 
 def _av():
@@ -143,31 +155,69 @@ def _open_container(path: Path):
     return container
 
 
-def _count_frames(path: Path, container, stream, fps: float) -> int:
-    """Frames in ``stream``: from the header when it says, else by demuxing packets (no decoding).
+def _tag_seconds(value: str | None) -> float | None:
+    """Matroska's per-stream ``DURATION`` tag, ``HH:MM:SS.nnnnnnnnn`` -> seconds."""
+    try:
+        h, m, sec = str(value).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (ValueError, AttributeError):
+        return None
 
-    When counting, a count short of the duration the container declares (by more
-    than 1 %) means the file was cut short: ValueError.
+
+def _stream_seconds(stream) -> float | None:
+    """The duration a stream declares for ITSELF (its header, or Matroska's DURATION tag)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return _tag_seconds((stream.metadata or {}).get("DURATION"))
+
+
+def _describe(stream) -> str:
+    seconds = _stream_seconds(stream)
+    name = getattr(stream.codec_context, "name", None) or "?"
+    return f"{stream.type} #{stream.index} ({name}" + (f", {seconds:.2f} s)" if seconds else ")")
+
+
+def _timing(path: Path, container, stream) -> tuple[int, float | None, bool]:
+    """(frames, average fps from timestamps or None, whether the rate varies), by demuxing
+    the video stream's packets (no decoding).
+
+    The count is checked against the duration the VIDEO stream declares for itself,
+    never the container's (the longest stream's: a sound track may outlast the
+    pictures), except in a file holding the video stream alone, where the two are
+    the same. Short of that by more than 1 %: ``ValueError``, the file was cut short
+    (Matroska reserves the stream's DURATION tag up front, so a cut file keeps it).
     """
-    if stream.frames and stream.frames > 0:
-        return int(stream.frames)
-    n = 0
+    pts, last_duration = [], 0
     for packet in container.demux(stream):
         if packet.size:
-            n += 1
-    seconds = None
-    if stream.duration and stream.time_base:
-        seconds = float(stream.duration * stream.time_base)
-    elif container.duration:
+            if packet.pts is not None:
+                pts.append(int(packet.pts))
+                last_duration = int(packet.duration or 0)
+            else:
+                pts.append(None)
+    n = len(pts)
+    if stream.frames and stream.frames > 0 and not n:
+        n = int(stream.frames)
+    stamps = sorted(p for p in pts if p is not None)
+    fps, variable = None, False
+    if len(stamps) >= 2 and stream.time_base and len(stamps) == n:
+        steps = np.diff(np.asarray(stamps, dtype=np.int64))
+        span = stamps[-1] - stamps[0] + (last_duration or int(np.median(steps)))
+        if span > 0:
+            fps = float(n / (span * stream.time_base))
+        tolerance = max(1, int(0.02 * float(np.median(steps))))  # rounding of a millisecond time base
+        variable = bool(steps.max() - steps.min() > 2 * tolerance)
+    own = _stream_seconds(stream)
+    seconds = own
+    if seconds is None and len(container.streams) == 1 and container.duration:
         seconds = container.duration / 1e6
-    if seconds and fps > 0:
-        expected = round(seconds * fps)
+    rate = fps or float(stream.average_rate or stream.guessed_rate or stream.base_rate or FOLDER_FPS)
+    if seconds and not variable:
+        expected = round(seconds * rate)
         if n < expected - int(0.01 * expected):
-            raise ValueError(
-                f"video file {path} is truncated: its header declares {expected} frames ({seconds:.3f} s), "
-                f"only {n} are present"
-            )
-    return n
+            raise ValueError(f"video file {path} is truncated: its video stream declares {expected} frames "
+                             f"({seconds:.3f} s), only {n} are present")
+    return n, fps, variable
 
 
 def _probe_file(path: Path) -> VideoInfo:
@@ -178,23 +228,37 @@ def _probe_file(path: Path) -> VideoInfo:
         ctx = stream.codec_context
         h, w = int(ctx.height or 0), int(ctx.width or 0)
         _check_size(path, 1, h, w)  # size first: cheap, and before any demuxing
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else FOLDER_FPS
+        others = tuple(_describe(s) for s in container.streams if s.index != stream.index)
         try:
-            frames = _count_frames(path, container, stream, fps)
+            frames, fps, variable = _timing(path, container, stream)
         except av.error.FFmpegError as err:
             raise ValueError(f"cannot read video file {path}: corrupt or truncated ({err})") from err
+        if fps is None:
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else FOLDER_FPS
+        elif not variable:
+            rate = stream.average_rate or stream.guessed_rate
+            if rate and abs(float(rate) - fps) <= 0.01 * fps:
+                fps = float(rate)  # the header's exact fraction (e.g. 30000/1001) over a rounded estimate
     finally:
         container.close()
     _check_size(path, frames, h, w)
-    return VideoInfo(frames, h, w, fps)
+    if variable:
+        warnings.warn(
+            f"video file {path} has a variable frame rate: its {frames} frames are coded at their average "
+            f"rate, {fps:.3f} fps (frames / the video stream's duration), and decode at that constant rate",
+            stacklevel=3)
+    return VideoInfo(frames, h, w, fps, variable, others)
 
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Frame count, size and rate of a video file or PNG/JPG folder, without decoding pixels.
 
-    The count comes from the container header, or from counting packets where the
-    header does not say (e.g. Matroska). A folder's rate is :data:`FOLDER_FPS`.
+    The count comes from demuxing the video stream's packets, checked against the
+    duration the video stream declares for itself (never the container's, which a
+    longer sound track sets). The rate is the frames' timestamps' average rate; when
+    the timestamps are unevenly spaced (variable frame rate) a warning says the clip
+    is coded at that average, constant rate. A folder's rate is :data:`FOLDER_FPS`.
     """
     path = Path(path)
     if path.is_dir():
@@ -424,6 +488,123 @@ def _write_folder(frames: Iterator[torch.Tensor], path: Path) -> None:
             os.replace(new, path / new.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- sound tracks
+
+
+def _first_pts_seconds(stream) -> float:
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+
+
+def _to_float(x: np.ndarray) -> np.ndarray:
+    """Samples of any FFmpeg sample format as float32 in [-1, 1]."""
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float32) / float(-np.iinfo(x.dtype).min)
+    return x.astype(np.float32)
+
+
+def extract_audio(path: str | Path, dst: str | Path, start_frame: int = 0, stop_frame: int | None = None,
+                  fps: float | None = None) -> float | None:
+    """Write the first audio stream of video file ``path``, for the video frames
+    ``[start_frame, stop_frame)``, to ``dst`` (a float WAV at its own rate and channels).
+
+    Time-aligned to the pictures: samples before the first frame are cut, and the
+    return value is the offset in seconds from the first frame to the first sample kept
+    (> 0 when the sound starts later). None when the file has no audio stream, or
+    none of it falls in the frames' time span.
+    """
+    import soundfile as sf
+
+    av = _av()
+    path = Path(path)
+    container = _open_container(path)
+    try:
+        if not container.streams.audio:
+            return None
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        fps = fps or probe_video(path).fps
+        t0 = _first_pts_seconds(video) + start_frame / fps
+        t1 = None if stop_frame is None else _first_pts_seconds(video) + stop_frame / fps
+        rate, pieces, first = None, [], None
+        for frame in container.decode(audio):
+            x = frame.to_ndarray()
+            x = x.reshape(-1, len(frame.layout.channels)) if frame.format.is_packed else x.T
+            x = _to_float(x)
+            rate = frame.sample_rate
+            at = float(frame.pts * frame.time_base) if frame.pts is not None else (
+                first + sum(len(p) for p in pieces) / rate if first is not None else 0.0)
+            skip = max(0, round((t0 - at) * rate))
+            x = x[skip:]
+            if first is None and len(x):
+                first = at + skip / rate
+            if t1 is not None and len(x):
+                x = x[: max(0, round((t1 - (at + skip / rate)) * rate))]
+            if len(x):
+                pieces.append(x)
+    except av.error.FFmpegError as err:
+        raise ValueError(f"cannot decode the audio of {path}: {err}") from err
+    finally:
+        container.close()
+    if not pieces:
+        return None
+    sf.write(str(dst), np.concatenate(pieces), rate, subtype="FLOAT", format="WAV")
+    return max(0.0, first - t0)
+
+
+def mux_audio(video: str | Path, audio: str | Path, dst: str | Path, offset: float = 0.0,
+              span: tuple[float, float | None] = (0.0, None)) -> Path:
+    """``video`` (a file :func:`write_video` wrote) with the sound file ``audio`` added,
+    starting ``offset`` seconds after the first frame, written to ``dst``. ``span``:
+    the seconds (from, to) of the sound's time line (0 = the first frame) that the video
+    file covers (a range of frames; to=None: to the end). AAC in ``.mp4``,
+    FLAC in ``.mkv``. The pictures are copied, not re-encoded. Through a temporary name:
+    a failure leaves no partial file."""
+    import soundfile as sf
+
+    av = _av()
+    dst = Path(dst)
+    suffix = dst.suffix.lower()
+    codec = {".mp4": "aac", ".mkv": "flac"}.get(suffix)
+    if codec is None:
+        raise ValueError(f"cannot add sound to {dst}: use .mkv or .mp4")
+    samples, rate = sf.read(str(audio), dtype="float32", always_2d=True)
+    tmp = Path(tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".tmp{suffix}", dir=dst.parent)[1])
+    try:
+        with av.open(str(video)) as source, av.open(str(tmp), mode="w") as out:
+            vin = source.streams.video[0]
+            vout = out.add_stream_from_template(vin)
+            channels = samples.shape[1]
+            aout = out.add_stream(codec, rate=rate, layout="mono" if channels == 1 else "stereo")
+            aout.time_base = Fraction(1, rate)
+            for packet in source.demux(vin):
+                if packet.dts is None:
+                    continue
+                packet.stream = vout
+                out.mux(packet)
+            fmt = "fltp" if codec == "aac" else "s16"
+            resampler = av.AudioResampler(format=fmt, layout=aout.layout.name, rate=rate)
+            x = samples[:, :2] if channels > 2 else samples
+            first = round((offset - span[0]) * rate)  # where the sound starts in the output
+            x, start = (x[-first:], 0) if first < 0 else (x, first)
+            if span[1] is not None:
+                x = x[: max(0, round((span[1] - span[0]) * rate) - start)]
+            for i in range(0, len(x), 4096):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[i: i + 4096].T), format="fltp",
+                                                   layout=aout.layout.name)
+                frame.sample_rate, frame.pts, frame.time_base = rate, start + i, Fraction(1, rate)
+                for piece in resampler.resample(frame):
+                    out.mux(aout.encode(piece))
+            for piece in resampler.resample(None):
+                out.mux(aout.encode(piece))
+            out.mux(aout.encode(None))
+        tmp.chmod(_FILE_MODE)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
 
 
 # --------------------------------------------------------------------------- datamodule

@@ -298,6 +298,7 @@ class NeRVDecoder(nn.Module):
         if height % factor or width % factor or height < 1 or width < 1:
             raise ValueError(f"frame size {(height, width)} is not divisible by prod(strides)={factor}")
         self.frame_size, self.boosted, self.factor = (height, width), boosted, factor
+        self.strides = tuple(strides)
         self.h0, self.w0, self.stem_channels = height // factor, width // factor, stem_channels
         activation = _default_activation(activation, boosted)
         self.pe = PositionalEncoding(n_freqs, pe_base)
@@ -339,7 +340,7 @@ class HNeRVDecoder(nn.Module):
         strides = _check_strides(strides)
         if k_min < 1 or k_min % 2 == 0 or k_max < k_min:
             raise ValueError(f"need an odd k_min >= 1 and k_max >= k_min, got {k_min}, {k_max}")
-        self.embed_channels, self.boosted = embed_channels, boosted
+        self.embed_channels, self.boosted, self.strides = embed_channels, boosted, tuple(strides)
         self.factor = math.prod(strides)
         activation = _default_activation(activation, boosted)
         self.stem = nn.Sequential(nn.Conv2d(embed_channels, stem_channels, 1), _activation(activation))
@@ -396,43 +397,104 @@ def solve_stem_channels(build: Callable[[int], nn.Module | int], target_params: 
     return lo
 
 
-def _check_budget(total: int, target: int, what: str) -> None:
-    if abs(total - target) > 0.05 * target:
-        raise ValueError(f"cannot reach {target} parameters within 5% with {what}: closest is {total}")
+class BudgetError(ValueError):
+    """No architecture reaches the parameter budget; the message names the nearest one and
+    the flags (``--strides``, ``--embed-channels``, ``--model-size``) that reach it."""
+
+
+def stride_options(strides: Sequence[int], frame_size: Sequence[int]) -> list[list[int]]:
+    """``strides`` first, then ways to shrink the stem for a small budget: a larger first
+    stride and/or one or two more stages of 2, keeping prod(strides) a divisor of both
+    sides (at most 8 stages, each stride at most 16), in order of growing prod(strides)."""
+    strides = _check_strides(strides)
+    height, width = (int(v) for v in frame_size)
+    options = []
+    for extra in range(3):
+        for grow in (1, 2, 3, 4):
+            cand = [strides[0] * grow, *strides[1:], *([2] * extra)]
+            factor = math.prod(cand)
+            if cand[0] <= 16 and len(cand) <= 8 and height % factor == 0 and width % factor == 0:
+                options.append(cand)
+    rest = sorted((c for c in options if c != strides), key=lambda c: (math.prod(c), len(c)))
+    return [strides] + rest
+
+
+def _staged(kw: dict, strides: Sequence[int]) -> dict:
+    """``kw`` with ``extra_blocks`` (one per stage) fitted to added stages: those get none
+    after the given ones, which keep theirs (the boost's blocks sit at the last stages)."""
+    extra = kw.get("extra_blocks")
+    if extra is None or len(extra) >= len(strides):
+        return kw
+    return kw | {"extra_blocks": [*extra, *([0] * (len(strides) - len(extra)))]}
+
+
+def _flags(strides: Sequence[int], embed_channels: int | None) -> str:
+    flag = "--strides " + ",".join(str(s) for s in strides)
+    return flag + (f" --embed-channels {embed_channels}" if embed_channels is not None else "")
+
+
+def _for_budget(target: int, options: list[tuple[list[int], int | None]], build, extra_params) -> nn.Module:
+    """The first (strides, embed_channels) option whose best stem width lands within 5 % of
+    ``target``; else BudgetError naming the smallest and largest reachable sizes."""
+    smallest = largest = None
+    given = extra_params(*options[0])
+    why = (f"the embeddings alone take {given} parameters with {_flags(*options[0])}, over the {target} budget; "
+           if given >= target else "")
+    for strides, embed in options:
+        fixed = extra_params(strides, embed)
+        if fixed >= target:
+            continue
+        stem = solve_stem_channels(lambda c: count_parameters(build(strides, embed, c)) + fixed, target)
+        with torch.device("meta"):
+            total = count_parameters(build(strides, embed, stem)) + fixed
+            low = count_parameters(build(strides, embed, 4)) + fixed
+        if abs(total - target) <= 0.05 * target:
+            return build(strides, embed, stem)
+        if smallest is None or low < smallest[0]:
+            smallest = (low, strides, embed)
+        if largest is None or total > largest[0]:
+            largest = (total, strides, embed)
+    if smallest is None:
+        raise BudgetError(f"cannot reach {target} parameters: {why}fewer frames or a smaller budget per frame")
+    if smallest[0] > target:
+        size, strides, embed = smallest
+        raise BudgetError(f"cannot reach {target} parameters within 5%: {why}the smallest reachable model at this "
+                          f"frame size has {size} ({size / 1e6:.4f} M: --model-size {size / 1e6:.4f} "
+                          f"{_flags(strides, embed)})")
+    size, strides, embed = largest
+    raise BudgetError(f"cannot reach {target} parameters within 5%: closest is {size} "
+                      f"(--model-size {size / 1e6:.4f} {_flags(strides, embed)})")
 
 
 def hnerv_for_budget(model_size_millions: float, n_frames: int, frame_size: Sequence[int],
                      strides: Sequence[int], embed_channels: int = 16, **kw) -> HNeRVDecoder:
     """An ``HNeRVDecoder`` whose params + all ``n_frames`` embeddings are within 5% of
-    ``model_size_millions`` * 1e6 (HNeRV's model_size). ``kw`` goes to the decoder."""
+    ``model_size_millions`` * 1e6 (HNeRV's model_size). ``kw`` goes to the decoder.
+
+    When ``strides`` / ``embed_channels`` cannot reach a small budget, larger or more
+    strides (:func:`stride_options`) and then fewer embedding channels are tried; the
+    decoder's ``strides`` and ``embed_channels`` say what was chosen."""
     strides = _check_strides(strides)
     factor = math.prod(strides)
     height, width = (int(v) for v in frame_size)
     if height % factor or width % factor:
         raise ValueError(f"frame size {(height, width)} is not divisible by prod(strides)={factor}")
     target = int(round(model_size_millions * 1e6))
-    embeds = embedding_params(n_frames, embed_channels, height // factor, width // factor)
-    if embeds >= target:
-        raise ValueError(f"the embeddings alone take {embeds} parameters, over the {target} budget")
+    embeds = [embed_channels] + [e for e in (8, 4, 2, 1) if e < embed_channels]
+    options = [(s, e) for e in embeds for s in stride_options(strides, frame_size)]
 
-    def build(c: int) -> HNeRVDecoder:
-        return HNeRVDecoder(embed_channels, strides, c, **kw)
+    def params(s, e):
+        f = math.prod(s)
+        return embedding_params(n_frames, e, height // f, width // f)
 
-    stem = solve_stem_channels(lambda c: count_parameters(build(c)) + embeds, target)
-    model = build(stem)
-    _check_budget(count_parameters(model) + embeds, target, f"stem_channels={stem}")
-    return model
+    return _for_budget(target, options, lambda s, e, c: HNeRVDecoder(e, s, c, **_staged(kw, s)), params)
 
 
 def nerv_for_budget(model_size_millions: float, frame_size: Sequence[int], strides: Sequence[int],
                     **kw) -> NeRVDecoder:
-    """A ``NeRVDecoder`` within 5% of ``model_size_millions`` * 1e6 parameters."""
+    """A ``NeRVDecoder`` within 5% of ``model_size_millions`` * 1e6 parameters, with larger
+    or more strides (:func:`stride_options`) when ``strides`` cannot reach it."""
     target = int(round(model_size_millions * 1e6))
-
-    def build(c: int) -> NeRVDecoder:
-        return NeRVDecoder(frame_size, strides, c, **kw)
-
-    stem = solve_stem_channels(build, target)
-    model = build(stem)
-    _check_budget(count_parameters(model), target, f"stem_channels={stem}")
-    return model
+    options = [(s, None) for s in stride_options(strides, frame_size)]
+    return _for_budget(target, options, lambda s, e, c: NeRVDecoder(frame_size, s, c, **_staged(kw, s)),
+                       lambda s, e: 0)

@@ -94,6 +94,16 @@ DECODER_SCHEMAS = {
 DECODER_TYPES = tuple(DECODER_SCHEMAS)  # a file's decoder spec may name these and nothing else
 _PATHS = {class_path(cls) for cls in DECODER_TYPES}
 DECODER_PATHS = tuple(sorted(_PATHS | {old for old, new in MOVED.items() if new in _PATHS}))  # with moved names
+MAX_AUDIO_BYTES = 1 << 30
+# A sound track carried with the video: a whole audio ``.cgc`` file (its own header names
+# the model and its weights' hash), appended after the video payload. ``model`` is the
+# shipped audio model that wrote it, so decoding needs no --model; ``offset`` the seconds
+# from the first frame to the first sample (>= 0: the sound never starts before the picture).
+AUDIO_SCHEMA = bitstream.Object({
+    "model": bitstream.Str(max_len=200, min_len=1),
+    "bytes": bitstream.Int(1, MAX_AUDIO_BYTES),
+    "offset": bitstream.Number(0.0, 1e6),
+})
 VIDEO_SCHEMA = bitstream.Object({
     "modality": bitstream.Str(choices=("video",)),
     "decoder": bitstream.Object({"class_path": bitstream.Str(choices=DECODER_PATHS),
@@ -102,7 +112,19 @@ VIDEO_SCHEMA = bitstream.Object({
     "size": bitstream.List(bitstream.Int(1, MAX_SIDE), 2, 2),  # [width, height]
     "fps": bitstream.Number(0.0, MAX_FPS, open_lo=True),
     "tensors": bitstream.List(_TENSOR_RECORD, 1, MAX_TENSORS),
-})
+    "audio": AUDIO_SCHEMA,
+}, optional=("audio",))
+
+
+def with_audio(data: bytes, audio_file: bytes, model: str, offset: float = 0.0) -> bytes:
+    """A video ``.cgc`` file with a coded sound track (a whole audio ``.cgc`` file written
+    by the shipped audio model ``model``) appended to its payload and described in
+    ``header["audio"]``."""
+    header, payload = bitstream.unpack(data)
+    if "audio" in header:  # replace the sound track a file already carries
+        payload = payload[: -header.pop("audio")["bytes"]]
+    header["audio"] = AUDIO_SCHEMA.check({"model": model, "bytes": len(audio_file), "offset": float(offset)}, "audio")
+    return bitstream.pack(header, payload + audio_file)
 
 
 def _key(name: str) -> str:
@@ -415,6 +437,13 @@ class DecodedVideo:
     def __init__(self, data: bytes, device: str = "cpu", limits: DecodeLimits | None = None):
         header, payload = bitstream.unpack(data)
         bitstream.check_header(header, VIDEO_SCHEMA, "video")
+        self.audio: dict | None = None  # {"model", "offset", "file": the audio .cgc bytes}
+        if "audio" in header:
+            n = header["audio"]["bytes"]
+            if n >= len(payload):
+                raise bitstream.BitstreamError(f"the header's audio takes {n} bytes, the payload holds {len(payload)}")
+            self.audio = {**header["audio"], "file": payload[-n:]}
+            payload = payload[:-n]
         self.n_frames, self.fps = header["frames"], float(header["fps"])
         self.width, self.height = header["size"]
         limits = resolve_limits(limits)
