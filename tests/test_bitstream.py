@@ -133,29 +133,6 @@ def test_missing_file_is_an_os_error(tmp_path):
         bs.read(tmp_path / "nope.cgc")
 
 
-def test_validate_header():
-    header = {"n": 3, "rate": 16000, "flag": True, "name": "x", "shape": [1, 2]}
-    assert bs.validate_header(header, {"n": int, "rate": float, "flag": bool, "name": str, "shape": list}) is header
-    with pytest.raises(BitstreamError, match="'missing' missing"):
-        bs.validate_header(header, {"missing": int})
-    with pytest.raises(BitstreamError, match="'name' must be int, got str"):
-        bs.validate_header(header, {"name": int})
-    with pytest.raises(BitstreamError, match="'flag' must be int, got bool"):
-        bs.validate_header(header, {"flag": int})
-    with pytest.raises(BitstreamError):
-        bs.validate_header(header, {"n": bool})
-    with pytest.raises(BitstreamError):
-        bs.validate_header(["not", "a", "dict"], {})
-
-
-def test_check_shape():
-    assert bs.check_shape([1, 4, 0, 7]) == (1, 4, 0, 7)
-    assert bs.check_shape((2, 3), max_elements=6) == (2, 3)
-    for bad in ([-1, 2], [1.0], [True], ["3"], [None], "123", 5, [1] * 9, [2**20, 2**20], [2, 4]):
-        with pytest.raises(BitstreamError):
-            bs.check_shape(bad, max_elements=7 if bad == [2, 4] else 2**31)
-
-
 SCHEMA = bs.Object(
     {
         "n": bs.Int(1, 10),

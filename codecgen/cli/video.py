@@ -110,14 +110,12 @@ def encode(arch: str, src: Path, dst: Path, args, quiet: bool) -> str:
 def _audio_model(name: str):
     """A shipped audio model by name (the name is recorded in the file: decode loads it)."""
     from codecgen import hub
+    from codecgen.cli.models import load_model
 
     if name not in hub.shipped_models():
         raise UserError(f"--audio-model must be a shipped audio model ({', '.join(hub.shipped_models())}), "
                         f"got {name!r}")
-    model = hub.load(name)
-    if model.modality != "audio":
-        raise UserError(f"--audio-model {name} is {model.modality} model, not an audio one")
-    return model
+    return load_model(name, "audio", "cpu")
 
 
 @torch.inference_mode()

@@ -32,7 +32,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import operator
 import os
 import struct
 import tempfile
@@ -51,8 +50,6 @@ __all__ = [
     "unpack",
     "write",
     "read",
-    "validate_header",
-    "check_shape",
     "check_header",
     "Field",
     "Int",
@@ -432,55 +429,3 @@ def check_header(header: Any, schema: Object, modality: str) -> dict[str, Any]:
     if isinstance(header, dict) and isinstance(header.get("modality"), str) and header["modality"] != modality:
         raise BitstreamError(f"this file holds {header['modality'][:MAX_STRING]!r} data, not {modality}")
     return schema.check(header)
-
-
-@dataclass(frozen=True)
-class _Typed(Field):
-    types: tuple[type, ...]
-
-    def check(self, value: Any, path: str) -> Any:
-        if not _is_instance(value, self.types):
-            names = " or ".join(t.__name__ for t in self.types)
-            raise self.fail(path, f"must be {names}, got {type(value).__name__}")
-        return value
-
-
-def validate_header(header: dict[str, Any], required: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
-    """Check that each ``required`` key exists with the given type(s); return ``header``.
-    (Types only; ``check_header`` applies a whole schema with ranges.)
-
-    JSON has no int/bool/float distinction the way Python does, so: ``bool`` never
-    counts as ``int``; an ``int`` is accepted where ``float`` is asked for.
-    """
-    fields = {k: _Typed(t if isinstance(t, tuple) else (t,)) for k, t in required.items()}
-    return Object(fields, open=True, max_keys=1 << 20).check(header)
-
-
-def _is_instance(value: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool):
-        return bool in types
-    if isinstance(value, int) and float in types:
-        return True
-    return isinstance(value, types)
-
-
-def check_shape(shape: Any, max_elements: int = 2**31, name: str = "codes_shape") -> tuple[int, ...]:
-    """A header's shape as a tuple of non-negative ints with a bounded product."""
-    if not isinstance(shape, (list, tuple)):
-        raise BitstreamError(f"{name} must be a list of ints, got {type(shape).__name__}")
-    if len(shape) > MAX_SHAPE_DIMS:
-        raise BitstreamError(f"{name} has {len(shape)} dims, at most {MAX_SHAPE_DIMS} allowed")
-    dims = []
-    for i, s in enumerate(shape):
-        if isinstance(s, bool):
-            raise BitstreamError(f"{name}[{i}] must be an int, got bool")
-        try:
-            s = operator.index(s)
-        except TypeError:
-            raise BitstreamError(f"{name}[{i}] must be an int, got {type(s).__name__}") from None
-        if s < 0:
-            raise BitstreamError(f"{name}[{i}] must be non-negative, got {s}")
-        dims.append(s)
-    if math.prod(dims) > max_elements:
-        raise BitstreamError(f"{name} {dims} has more than {max_elements} elements")
-    return tuple(dims)

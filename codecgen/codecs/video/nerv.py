@@ -99,7 +99,7 @@ MAX_AUDIO_BYTES = 1 << 30
 # the model and its weights' hash), appended after the video payload. ``model`` is the
 # shipped audio model that wrote it, so decoding needs no --model; ``offset`` the seconds
 # from the first frame to the first sample (>= 0: the sound never starts before the picture).
-AUDIO_SCHEMA = bitstream.Object({
+SOUND_TRACK_SCHEMA = bitstream.Object({
     "model": bitstream.Str(max_len=200, min_len=1),
     "bytes": bitstream.Int(1, MAX_AUDIO_BYTES),
     "offset": bitstream.Number(0.0, 1e6),
@@ -112,7 +112,7 @@ VIDEO_SCHEMA = bitstream.Object({
     "size": bitstream.List(bitstream.Int(1, MAX_SIDE), 2, 2),  # [width, height]
     "fps": bitstream.Number(0.0, MAX_FPS, open_lo=True),
     "tensors": bitstream.List(_TENSOR_RECORD, 1, MAX_TENSORS),
-    "audio": AUDIO_SCHEMA,
+    "audio": SOUND_TRACK_SCHEMA,
 }, optional=("audio",))
 
 
@@ -123,7 +123,7 @@ def with_audio(data: bytes, audio_file: bytes, model: str, offset: float = 0.0) 
     header, payload = bitstream.unpack(data)
     if "audio" in header:  # replace the sound track a file already carries
         payload = payload[: -header.pop("audio")["bytes"]]
-    header["audio"] = AUDIO_SCHEMA.check({"model": model, "bytes": len(audio_file), "offset": float(offset)}, "audio")
+    header["audio"] = SOUND_TRACK_SCHEMA.check({"model": model, "bytes": len(audio_file), "offset": float(offset)}, "audio")
     return bitstream.pack(header, payload + audio_file)
 
 
