@@ -86,6 +86,7 @@ class AudioCodec(Codec):
         log_audio: int = 0,
         chunk_seconds: float = 20.0,
         context_seconds: float = 0.5,
+        val_speech_metrics: bool = True,
     ):
         super().__init__()
         if gan_loss not in GAN_LOSSES:
@@ -102,6 +103,7 @@ class AudioCodec(Codec):
         self.disc_start_step, self.grad_clip = disc_start_step, grad_clip
         self.log_audio = log_audio
         self.chunk_seconds, self.context_seconds = chunk_seconds, context_seconds
+        self.val_speech_metrics = val_speech_metrics
         self.automatic_optimization = False
 
     def training_only_args(self) -> tuple[str, ...]:
@@ -374,13 +376,40 @@ class AudioCodec(Codec):
         return total.detach()
 
     def validation_step(self, batch: Tensor, batch_idx: int):
+        """Held-out scores for the learning curves: the mel distance of the training loss,
+        and (``val_speech_metrics``) PESQ-WB and STOI per item, for the codec at full rate
+        and for its ceiling, the decoder fed the unquantized latent (``val/ceiling_*``)."""
         x = batch
+        n = x.shape[0]
         codes = self.encode(x)
         y = self.decode(codes, x.shape[-1])
         mel = self.mel_loss(y, x)
-        self.log("val/mel_distance", mel, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
-        self.log("val/kbps", self.bitrate() / 1000, sync_dist=True, batch_size=x.shape[0])
+        self.log("val/mel_distance", mel, prog_bar=True, sync_dist=True, batch_size=n)
+        self.log("val/kbps", self.bitrate() / 1000, sync_dist=True, batch_size=n)
+        if self.val_speech_metrics:
+            ceiling = self.decode_latent(self.encoder(self._pad_to_hop(x)), codes.shape[1])[..., : x.shape[-1]]
+            self.log("val/ceiling_mel_distance", self.mel_loss(ceiling, x), sync_dist=True, batch_size=n)
+            for key, out in (("val/{}", y), ("val/ceiling_{}", ceiling)):
+                for name, value in speech_scores(x, out, self.sample_rate).items():
+                    if value is not None:
+                        self.log(key.format(name), value, sync_dist=True, batch_size=n)
         if self.log_audio and batch_idx == 0 and hasattr(getattr(self.logger, "experiment", None), "add_audio"):
             for i in range(min(self.log_audio, x.shape[0])):
                 self.logger.experiment.add_audio(f"val/{i}", y[i, 0].float().cpu(), self.global_step, self.sample_rate)
         return mel
+
+
+def speech_scores(ref: Tensor, out: Tensor, sample_rate: int) -> dict[str, float | None]:
+    """Mean PESQ-WB and STOI over a batch (B, 1, T), skipping items where a score is
+    undefined (PESQ on silence); ``None`` when no item has one."""
+    from codecgen import metrics
+
+    pesq, stoi = [], []
+    for r, d in zip(ref[:, 0].float().cpu().numpy(), out[:, 0].float().cpu().numpy()):
+        if not r.any():
+            continue
+        value = metrics.pesq_wb(r, d, sample_rate)
+        if math.isfinite(value):
+            pesq.append(value)
+        stoi.append(metrics.stoi(r, d, sample_rate))
+    return {"pesq": sum(pesq) / len(pesq) if pesq else None, "stoi": sum(stoi) / len(stoi) if stoi else None}

@@ -58,7 +58,7 @@ from codecgen.codecs.limits import DecodeLimits
 from codecgen.nn import entropy
 from codecgen.config import configurable
 from codecgen.nn.index_transformer import group_masks
-from codecgen.nn.losses import MSSSIMLoss, hinge_discriminator_loss, hinge_generator_loss
+from codecgen.nn.losses import MSSSIMLoss, hinge_discriminator_loss, hinge_generator_loss, ms_ssim
 from codecgen.nn.quantizers import VQ, kmeans_shrink
 
 STAGES = ("autoencoder", "shrink", "restorer")
@@ -623,3 +623,12 @@ class VQGANCompression(Codec):
         main = self.trained_size if self.stage != "shrink" else self.codebook_sizes[-1]
         if main in psnr:
             self.log("val/psnr", psnr[main], prog_bar=True, batch_size=x.shape[0], sync_dist=True)
+            target = (x + 1) / 2
+            lvl = self.level(main)
+            # the ceiling of the learning curves: the decoder fed the unquantized latent
+            ceiling = ((self.decoder(lvl.post_quant_conv(lvl.quant_conv(self.encoder(x)))).clamp(-1, 1) + 1) / 2)
+            outputs = {"val/ms_ssim": self.decode(self.encode(target, main), main), "val/ceiling_ms_ssim": ceiling}
+            for name, out in outputs.items():
+                self.log(name, ms_ssim(out, target), batch_size=x.shape[0], sync_dist=True)
+            self.log("val/ceiling_psnr", -10 * torch.log10(F.mse_loss(ceiling, target).clamp(min=1e-10)),
+                     batch_size=x.shape[0], sync_dist=True)
