@@ -21,19 +21,36 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def read_scalars(run: Path, prefix: str = "val/") -> dict[str, dict[int, float]]:
-    """{tag: {step: value}} for every scalar under ``prefix`` in the run's event files."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    files = sorted(run.rglob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+    """{tag: {step: value}} for every scalar under ``prefix`` in the run's logs: TensorBoard
+    event files (Lightning's default logger) or ``metrics.csv`` files (its CSVLogger)."""
+    files = sorted([*run.rglob("events.out.tfevents.*"), *run.rglob("metrics.csv")], key=lambda p: p.stat().st_mtime)
     if not files:
-        raise SystemExit(f"no TensorBoard event files under {run}")
+        raise SystemExit(f"no TensorBoard event files or metrics.csv under {run}")
     curves: dict[str, dict[int, float]] = {}
     for path in files:  # oldest first: a resumed run's later values replace earlier ones
-        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags().get("scalars", []):
+        for tag, values in (_read_csv(path) if path.name == "metrics.csv" else _read_events(path)).items():
             if tag.startswith(prefix):
-                curves.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})
+                curves.setdefault(tag, {}).update(values)
+    return curves
+
+
+def _read_events(path: Path) -> dict[str, dict[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags().get("scalars", [])}
+
+
+def _read_csv(path: Path) -> dict[str, dict[int, float]]:
+    import csv
+
+    curves: dict[str, dict[int, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for tag, value in row.items():
+                if tag not in ("step", "epoch") and value not in ("", None):
+                    curves.setdefault(tag, {})[int(row["step"])] = float(value)
     return curves
 
 

@@ -8,7 +8,11 @@ segments of ONE file, and every ``--eval-every`` steps scores the whole file thr
 
 - ``quantized``: encoder -> quantizer (all codebooks) -> decoder, what a file would give;
 - ``unquantized``: encoder -> decoder, skipping the quantizer (the autoencoder's ceiling);
-- with ``--n-q``: also each listed number of codebooks.
+- with ``--n-q``: also each listed number of codebooks;
+
+and reports the latent's effective dimension (the participation ratio of its principal
+components over time, 1 = all variance in one direction): a latent that collapses to a
+few directions carries little information, whatever the decoder does.
 
 Usage::
 
@@ -31,6 +35,13 @@ from codecgen.config import build
 from codecgen.datamodules.audio import load_audio
 
 
+def effective_dimension(latent: torch.Tensor) -> float:
+    """Participation ratio (sum e)^2 / sum e^2 of the PCA energies e of a (1, D, T) latent."""
+    z = latent[0] - latent[0].mean(-1, keepdim=True)
+    energy = torch.linalg.svdvals(z) ** 2
+    return float(energy.sum() ** 2 / (energy**2).sum().clamp(min=1e-20))
+
+
 def score(ref: torch.Tensor, out: torch.Tensor, sr: int) -> dict[str, float]:
     ref, out = ref.flatten().numpy(), out.flatten()[: ref.numel()].numpy()
     return {
@@ -48,6 +59,7 @@ def evaluate(model, x: torch.Tensor, n_qs: list[int]) -> dict[str, dict[str, flo
     latent = model.encoder(padded)
     full = model.quantizer.n_codebooks
     rows = {"unquantized": score(x, model.decode_latent(latent, full)[..., : x.shape[-1]], model.sample_rate)}
+    rows["unquantized"]["latent_dim_eff"] = effective_dimension(latent)
     for n_q in sorted(set(n_qs) | {full}):
         codes = model.encode(x, n_q=n_q)
         rows[f"quantized n_q={n_q}"] = score(x, model.decode(codes, x.shape[-1]), model.sample_rate)
@@ -95,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"step {step:5d}  {time.time() - start:6.0f} s  train mel {mel.item():.3f}", flush=True)
             for name, r in rows.items():
                 print(f"    {name:18s} PESQ {r['pesq']:.2f}  STOI {r['stoi']:.3f}  mel {r['mel']:.3f}  "
-                      f"SI-SDR {r['si_sdr']:6.1f}", flush=True)
+                      f"SI-SDR {r['si_sdr']:6.1f}" + (f"  latent eff. dim {r['latent_dim_eff']:.1f}"
+                                                       if "latent_dim_eff" in r else ""), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"config": str(args.config), "audio": str(args.audio),
                                          "history": history}, indent=1))

@@ -1,6 +1,7 @@
 """Language-Codec: trains through the CLI, masked stages see only their slice, --n-q sets the rate."""
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,23 @@ def test_n_q_changes_the_bitrate_and_the_file_size(trained, tmp_path):
         assert sf.info(str(out)).frames == sf.info(str(wav)).frames
     assert sizes[3] < sizes[5] < sizes[8]
     assert infer.main(["encode", "--model", str(ckpt), str(wav), str(tmp_path / "x.cgc"), "--n-q", "2", "--quiet"]) == 2
+
+
+def test_validation_logs_the_learning_curve_scores_and_their_ceiling(trained, tmp_path):
+    """Held-out PESQ/STOI for the codec and for the decoder fed the unquantized latent,
+    readable by benchmarks/learning_curves.py (table + plot)."""
+    from benchmarks.learning_curves import main as curves_main
+    from benchmarks.learning_curves import read_scalars
+
+    root, _ = trained
+    curves = read_scalars(root)
+    for tag in ("val/mel_distance", "val/pesq", "val/stoi", "val/ceiling_mel_distance", "val/ceiling_pesq",
+                "val/ceiling_stoi"):
+        assert tag in curves, sorted(curves)
+        values = list(curves[tag].values())
+        assert all(math.isfinite(v) for v in values)
+    assert all(1.0 <= v <= 4.7 for v in curves["val/pesq"].values())
+    assert all(0.0 <= v <= 1.0 for v in curves["val/ceiling_stoi"].values())
+    curves_main([str(root), "--name", "tiny", "--out", str(tmp_path), "--metrics", "val/pesq", "val/ceiling_pesq"])
+    assert (tmp_path / "curves_tiny.png").stat().st_size > 0
+    assert "val/ceiling_pesq" in (tmp_path / "curves_tiny.md").read_text()
