@@ -6,8 +6,11 @@ levels and in the middle, GroupNorm + swish. ``ch_mult`` sets the channel multip
 of each level; the encoder halves the resolution between levels, so
 ``factor = 2 ** (len(ch_mult) - 1)`` (taming's f=16 config: ``ch_mult=(1, 1, 2, 2, 4)``).
 
-Shared by the image codec (``codecgen.codecs.image.vqgan_compression``), and meant
-for the arbitrary-scale SR generator and Hallo2's high-resolution decoder.
+Shared by the image codec (``codecgen.codecs.image.vqgan_compression``), the
+arbitrary-scale first stage (``codecgen.generators.arbitrary_scale.first_stage``: the
+decoder with ``upsample=False, output_features=True`` gives features at the latent's
+resolution for an implicit decoder, as Kim & Kim 2024 do with LDM's decoder), and meant
+for Hallo2's high-resolution decoder.
 
 Deviations from taming's code, each for a reason:
 - attention is placed by level index (``attn_levels``) rather than by absolute
@@ -158,7 +161,14 @@ class VQGANEncoder(nn.Module):
 class VQGANDecoder(nn.Module):
     """(B, z_channels, h, w) -> (B, out_channels, h * factor, w * factor), unbounded
     output (the image codec clamps to [-1, 1]). ``last_layer`` is the weight the
-    adaptive GAN weight differentiates against."""
+    adaptive GAN weight differentiates against.
+
+    ``upsample=False`` leaves out every Upsample layer: all levels run at the latent's
+    resolution (``factor`` is then 1). ``output_features=True`` leaves out ``norm_out``
+    and ``conv_out``: the output is the last block's activations, ``out_features``
+    channels (``ch * ch_mult[0]``). Kim & Kim 2024 (arbitrary-scale diffusion) use both,
+    feeding the features to a LIIF decoder. With the defaults the layers, and so the
+    state-dict keys, are the taming decoder's."""
 
     def __init__(
         self,
@@ -169,12 +179,14 @@ class VQGANDecoder(nn.Module):
         attn_levels: Sequence[int] = (4,),
         z_channels: int = 256,
         dropout: float = 0.0,
+        upsample: bool = True,
+        output_features: bool = False,
     ):
         super().__init__()
         widths = _level_widths(ch, ch_mult)
         attn = _check_levels(attn_levels, len(widths))
         self.z_channels = z_channels
-        self.factor = 2 ** (len(widths) - 1)
+        self.factor = 2 ** (len(widths) - 1) if upsample else 1
         width = widths[-1]
         self.conv_in = nn.Conv2d(z_channels, width, 3, padding=1)
         self.mid = _Middle(width, dropout)
@@ -186,18 +198,26 @@ class VQGANDecoder(nn.Module):
                 width = out
                 if level in attn:
                     layers.append(AttnBlock(width))
-            if level != 0:
+            if level != 0 and upsample:
                 layers.append(Upsample(width))
         self.up = nn.Sequential(*layers)
-        self.norm_out = _norm(width)
-        self.conv_out = nn.Conv2d(width, out_channels, 3, padding=1)
+        self.output_features = output_features
+        self.out_features = width if output_features else out_channels
+        if not output_features:
+            self.norm_out = _norm(width)
+            self.conv_out = nn.Conv2d(width, out_channels, 3, padding=1)
 
     @property
     def last_layer(self) -> nn.Parameter:
-        return self.conv_out.weight
+        """``conv_out``'s weight; without it (``output_features``), the last conv's."""
+        if not self.output_features:
+            return self.conv_out.weight
+        return [m for m in self.up.modules() if isinstance(m, nn.Conv2d)][-1].weight
 
     def forward(self, z: Tensor) -> Tensor:
         if z.ndim != 4 or z.shape[1] != self.z_channels:
             raise ValueError(f"expected (B, {self.z_channels}, h, w), got {tuple(z.shape)}")
         h = self.up(self.mid(self.conv_in(z)))
+        if self.output_features:
+            return h
         return self.conv_out(F.silu(self.norm_out(h)))
