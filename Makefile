@@ -40,11 +40,11 @@ test: setup
 
 # The full corpora, each with an estimate for a 2-core machine (docs/data.md describes them).
 corpus: setup
-	@echo "== speech corpus into data/speech: four Debian packages of recorded prompts + espeak-ng (about 15 minutes on 2 cores) =="
+	@echo "== speech corpus into data/speech: six Debian packages of recorded prompts + espeak-ng (about 17 minutes on 2 cores) =="
 	$(PY) -m codecgen.datamodules.prepare speech --out data/speech
 
 image-corpus: setup
-	@echo "== image corpus into data/images: packages' sample photos + opencv-doc (under a minute) =="
+	@echo "== image corpus into data/images: packages' sample photos + opencv-doc + five wallpaper packages (about 7 minutes on 2 cores) =="
 	$(PY) -m codecgen.datamodules.prepare image --out data/images
 
 # Camera moves over the image corpus's photos (built first if missing), ffmpeg test sources, opencv-doc clips.

@@ -193,3 +193,88 @@ def test_audio_info_and_its_errors(tmp_path: Path, stereo_44k: tuple[Path, np.nd
         next(iter_audio_chunks(empty, 16000, 1000))
     with pytest.raises(FileNotFoundError):
         load_audio(tmp_path / "missing.wav", 16000)
+
+
+# --------------------------------------------------------------------------- speech corpus builder
+
+
+def _prompt_package(root: Path, prefix: str, n: int) -> "Package":
+    """An extracted prompt package like the real one of ``prefix`` (it-menardi: 8 kHz WAV, es-co:
+    8 kHz GSM), with ``n`` 0.3-s tones, a silence/ folder and an empty prompt (both skipped)."""
+    import shutil
+    import subprocess
+
+    from codecgen.datamodules.corpora.common import Package
+    from codecgen.datamodules.corpora.speech import PROMPT_PACKAGES
+
+    spec = next(p for p in PROMPT_PACKAGES if p.prefix == prefix)
+    sounds = root / "usr/share/asterisk/sounds" / ("it_IT_f_Menardi" if prefix == "it-menardi" else "es")
+    for sub in ("digits", "silence"):
+        (sounds / sub).mkdir(parents=True)
+    one = root / f"one{spec.suffix}"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=f=300:d=0.3", "-ar", "8000",
+                    "-ac", "1", "-f", {".wav": "wav", ".gsm": "gsm"}[spec.suffix], str(one)], check=True)
+    for i in range(n):
+        shutil.copy(one, sounds / ("digits" if i % 2 else "") / f"prompt{i:02d}{spec.suffix}")
+    shutil.copy(one, sounds / "silence" / f"1{spec.suffix}")
+    (sounds / f"empty{spec.suffix}").touch()
+    doc = root / "usr/share/doc" / spec.package
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text(f"copyright of {spec.package}\n")
+    return Package(spec.package, "1.0", root)
+
+
+@pytest.mark.parametrize("prefix", ["it-menardi", "es-co"])
+def test_8khz_prompts_become_16khz_band_limited_wavs(tmp_path: Path, prefix: str) -> None:
+    import shutil
+
+    from codecgen.datamodules.corpora.speech import add_asterisk
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    pkg = _prompt_package(tmp_path / "pkg", prefix, 6)
+    for split in ("train", "val"):
+        (tmp_path / "out" / split).mkdir(parents=True)
+    src = add_asterisk(prefix, pkg, tmp_path / "out", min_val=2, workers=2)
+    files = sorted((tmp_path / "out").rglob("*.wav"))
+    assert len(files) == 6 and src.files["val"] >= 2 and src.files["train"] + src.files["val"] == 6
+    assert all(f.name.startswith(f"{prefix}_real_") and "prompt" in f.name for f in files)  # no silence/, no empty
+    assert {f.name for f in files} >= {f"{prefix}_real_digits-prompt01.wav", f"{prefix}_real_prompt00.wav"}
+    info = sf.info(str(files[0]))
+    assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    assert abs(info.duration - 0.3) < 0.03
+    x, _ = sf.read(files[0])
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    assert spectrum[len(spectrum) // 2 :].sum() < 1e-4 * spectrum.sum()  # nothing above 4 kHz: a clean upsampling
+    expected = {"it-menardi": ("Paola Dal Zot", "CC-BY-SA-3.0"), "es-co": ("July E. Jiménez", "GPL-2")}[prefix]
+    assert expected[0] in src.credit and src.licence.startswith(expected[1])
+
+
+def test_speech_corpus_credits_the_prompt_packages_and_warns_for_missing_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from codecgen.datamodules.corpora import speech
+
+    if shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None:
+        pytest.skip("ffmpeg and espeak-ng are needed")
+    fakes = {p: _prompt_package(tmp_path / p, p, 6) for p in ("it-menardi", "es-co")}
+    by_package = {pkg.name: pkg for pkg in fakes.values()}
+
+    def fetch(name: str, cache: Path):
+        if name not in by_package:
+            raise RuntimeError("no network in tests")
+        return by_package[name]
+
+    monkeypatch.setattr(speech, "fetch_deb", fetch)
+    out = speech.build_speech(tmp_path / "speech", minutes=0, espeak_minutes=0.02, workers=2)
+    val = {f.name for f in (out / "val").glob("*.wav")}
+    assert any(n.startswith("it-menardi_real_") for n in val) and any(n.startswith("es-co_real_") for n in val)
+    readme = (out / "README.md").read_text()
+    assert "could not get Debian package asterisk-core-sounds-en-g722" in readme
+    assert "`asterisk-prompt-it-menardi-wav` 1.0 (it_IT_f_Menardi)" in readme and "Paola Dal Zot" in readme
+    assert "`asterisk-prompt-es-co` 1.0 (es)" in readme and "| GPL-2 |" in readme
+    assert (out / "licenses" / "asterisk-prompt-es-co.copyright").is_file()
+    assert (out / "licenses" / "asterisk-prompt-it-menardi-wav.copyright").is_file()
+    assert (out / ".complete").exists()

@@ -305,7 +305,18 @@ def test_train_val_folders_and_clear_errors(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- corpus builder
 
 
-def test_image_corpus_builder_end_to_end(tmp_path: Path) -> None:
+@pytest.fixture
+def no_apt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests fetch no Debian wallpaper package (no network): the builder warns and goes on."""
+    from codecgen.datamodules.corpora import image as image_corpus
+
+    def refuse(name: str, cache: Path):
+        raise RuntimeError("no network in tests")
+
+    monkeypatch.setattr(image_corpus, "fetch_deb", refuse)
+
+
+def test_image_corpus_builder_end_to_end(tmp_path: Path, no_apt: None) -> None:
     out = tmp_path / "images"
     prepare_main(["image", "--out", str(out), "--max-images", "12"])
     train, val = sorted((out / "train").glob("*.png")), sorted((out / "val").glob("*.png"))
@@ -327,9 +338,96 @@ def test_image_corpus_builder_end_to_end(tmp_path: Path) -> None:
     assert len(dm.val_files) == len(val)
 
 
-def test_image_corpus_builder_warns_without_opencv_doc(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_image_corpus_builder_warns_without_opencv_doc(
+    tmp_path: Path, capsys: pytest.CaptureFixture, no_apt: None
+) -> None:
     out = tmp_path / "images"
     prepare_main(["image", "--out", str(out), "--max-images", "8", "--opencv-dir", str(tmp_path / "none"), "--force"])
     assert "apt-get install opencv-doc" in capsys.readouterr().err
     assert "apt-get install opencv-doc" in (out / "README.md").read_text()
     assert (out / ".complete").exists() and not any("opencv" in p.name for p in out.rglob("*.png"))
+
+
+def _smooth(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth colour picture (compresses well, clearly not grey)."""
+    return np.asarray(Image.fromarray(_rgb(6, 8, seed)).resize((w, h), Image.BICUBIC))
+
+
+def _fake_wallpapers(root: Path) -> dict:
+    """Extracted wallpaper packages laid out like gnome-backgrounds and plasma-workspace-wallpapers."""
+    from codecgen.datamodules.corpora.common import Package
+
+    plasma = root / "plasma"
+    for first_seed, design, variants in ((0, "Kite", ("images", "images_dark")), (2, "Opal", ("images",))):
+        folder = plasma / "usr/share/wallpapers" / design
+        for seed, variant in enumerate(variants, start=first_seed):
+            d = folder / "contents" / variant
+            d.mkdir(parents=True)
+            Image.fromarray(_smooth(600, 960, seed)).save(d / "960x600.jpg", quality=95)
+            Image.fromarray(_smooth(300, 480, seed)).save(d / "480x300.jpg")
+            (d / "1920x1200.jpg").symlink_to("480x300.jpg")  # links are skipped, whatever they claim
+        Image.fromarray(_smooth(100, 160, 9)).save(folder / "contents" / "screenshot.jpg")
+        (folder / "metadata.json").write_text(json.dumps({"KPlugin": {"Authors": [{"Name": f"{design} Artist"}],
+                                                                      "License": "CC-BY-SA-4.0"}}))
+    gnome = root / "gnome"
+    folder = gnome / "usr/share/backgrounds/gnome"
+    folder.mkdir(parents=True)
+    for seed, variant in enumerate("ld"):
+        Image.fromarray(_smooth(700, 1200, seed + 3)).save(folder / f"adwaita-{variant}.webp", method=0)
+    Image.fromarray(_smooth(256, 256, 5)).save(folder / "vnc-l.webp")  # a placeholder: skipped
+    (folder / "blobs-l.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    for pkg, name in ((plasma, "plasma-workspace-wallpapers"), (gnome, "gnome-backgrounds")):
+        (pkg / "usr/share/doc" / name).mkdir(parents=True)
+        (pkg / "usr/share/doc" / name / "copyright").write_text(f"copyright of {name}\n")
+    return {"plasma-workspace-wallpapers": Package("plasma-workspace-wallpapers", "5.27", plasma),
+            "gnome-backgrounds": Package("gnome-backgrounds", "43", gnome)}
+
+
+def test_wallpapers_keep_the_largest_size_of_each_design_and_group_its_variants(tmp_path: Path) -> None:
+    from codecgen.datamodules.corpora.wallpapers import wallpapers
+
+    packages = _fake_wallpapers(tmp_path)
+    kept, skipped = wallpapers("plasma", packages["plasma-workspace-wallpapers"])
+    assert [(w.name, w.group, w.photo, w.path.name) for w in kept] == [
+        ("plasma_Kite", "plasma_Kite", True, "960x600.jpg"),
+        ("plasma_Kite-dark", "plasma_Kite", True, "960x600.jpg"),
+        ("plasma_Opal", "plasma_Opal", False, "960x600.jpg"),
+    ]
+    assert kept[0].path.parent.name == "images" and kept[1].path.parent.name == "images_dark"
+    assert kept[2].credit == "Opal Artist: CC-BY-SA-4.0" and not skipped
+    kept, skipped = wallpapers("gnome", packages["gnome-backgrounds"])
+    assert [(w.name, w.group, w.photo) for w in kept] == [
+        ("gnome_adwaita-d", "gnome_adwaita", False), ("gnome_adwaita-l", "gnome_adwaita", False)
+    ]
+    assert "CC-BY-SA-3.0" in kept[0].credit
+    assert {name for name, _ in skipped} == {"gnome: 1 SVG files", "gnome_vnc-l"}
+
+
+def test_image_corpus_builder_adds_wallpapers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from codecgen.datamodules.corpora import image as image_corpus
+
+    packages = _fake_wallpapers(tmp_path / "debs")
+
+    def fetch(name: str, cache: Path):
+        if name not in packages:
+            raise RuntimeError("no network in tests")
+        return packages[name]
+
+    monkeypatch.setattr(image_corpus, "fetch_deb", fetch)
+    monkeypatch.setattr(image_corpus, "MAX_SIDE", 1000)
+    out = image_corpus.build_images(tmp_path / "images", val_fraction=0.9, max_images=14,
+                                    opencv_dir=tmp_path / "none", workers=2)
+    train = {p.stem for p in (out / "train").glob("*.png")}
+    val = {p.stem for p in (out / "val").glob("*.png")}
+    # photos (and their variants) may be held out; artwork never is
+    assert {"plasma_Kite", "plasma_Kite-dark"} <= val
+    assert {"plasma_Opal", "gnome_adwaita-l", "gnome_adwaita-d"} <= train
+    with Image.open(out / "train" / "gnome_adwaita-l.png") as img:  # 1200 x 700, shrunk to 1000 px
+        assert img.size == (1000, 583) and img.mode == "RGB"
+    with Image.open(out / "val" / "plasma_Kite.png") as img:
+        assert img.size == (960, 600)
+    readme = (out / "README.md").read_text()
+    assert "Debian `plasma-workspace-wallpapers` 5.27" in readme and "Kite Artist: CC-BY-SA-4.0" in readme
+    assert "could not get Debian package ukui-wallpapers" in readme and "gnome_vnc-l" in readme
+    assert (out / "licenses" / "gnome-backgrounds.copyright").is_file()
+    assert not (out / ".staging").exists() and (out / ".complete").exists()

@@ -15,7 +15,6 @@ Each folder ends with the ``.complete`` marker, so a second run returns at once.
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
@@ -24,14 +23,13 @@ import soundfile as sf
 from codecgen.datamodules.corpora.common import MARKER, fetch_deb, log, loud
 from codecgen.datamodules.corpora.image import write_package_image
 from codecgen.datamodules.corpora.speech import (
-    ASTERISK_LANGS,
     ESPEAK_VOICES,
-    MIN_REAL_VAL,
     SR,
     asterisk_package,
     asterisk_prompts,
-    decode_g722,
+    decode_prompt,
     espeak_item,
+    real_val_per_package,
 )
 from codecgen.datamodules.corpora.video import write_photo_clip
 
@@ -67,11 +65,11 @@ def build_demo_speech(out: str | Path, cache: str | Path) -> Path:
         voice, x = espeak_item(0, ESPEAK_VOICES)
         sf.write(out / "val" / f"{voice}_espeak_0000.wav", x, SR, subtype="PCM_16")
     else:
-        # the full build's split: min_val as when every language's package is there
-        _, prompts = asterisk_prompts(DEMO_LANG, pkg, math.ceil(MIN_REAL_VAL / len(ASTERISK_LANGS)))
+        # the full build's split: min_val as when every prompt package is there
+        _, prompts = asterisk_prompts(DEMO_LANG, pkg, real_val_per_package())
         held_out = sorted((name, src) for src, split, name in prompts if split == "val")[:DEMO_PROMPTS]
         for name, src in held_out:
-            if decode_g722(src, out / "val" / name) <= 0:
+            if decode_prompt(src, out / "val" / name) <= 0:
                 (out / "val" / name).unlink()
         if pkg.copyright_file is not None:
             (out / "licenses").mkdir(exist_ok=True)

@@ -1,27 +1,37 @@
-"""The default image corpus: the sample photographs that installed packages ship.
+"""The default image corpus: packages' sample photographs and desktop wallpapers.
 
 ``python -m codecgen.datamodules.prepare image --out data/images [--val-fraction 0.1] [--force]``
 
 The corpus (see ../shared/DATA.md) gathers ``skimage.data`` (8 colour, 9 grey;
 any that would need a download are skipped with a warning),
 ``sklearn.datasets.load_sample_images`` (china, flower), ``pywt.data`` (aero,
-ascent; camera duplicates skimage's and is dropped as such) and the ~90 test
+ascent; camera duplicates skimage's and is dropped as such), the ~90 test
 images of the Debian package ``opencv-doc``
 (``/usr/share/doc/opencv-doc/examples/data``; a loud warning names
-``apt-get install opencv-doc`` when it is missing, and the rest is built).
-Each becomes a lossless PNG (grey stays grey, transparency is composited over
-white) in ``OUT/train/`` or ``OUT/val/``. Whole images, and whole scenes (stereo
-pairs, edited copies), are held out: only colour photographs with a shorter
-side of at least 256 px go to val, picked by a hash of their group name until
-val holds ``--val-fraction`` of the corpus (~10 %, at least 8 images).
-``OUT/README.md`` credits every image source and licence, ``OUT/licenses/``
-holds their licence files, and ``OUT/.complete`` marks a finished build.
+``apt-get install opencv-doc`` when it is missing, and the rest is built), and
+~64 large colour wallpapers (photos and artwork, 3-16 MP as stored) from the Debian
+packages ``gnome-backgrounds``, ``plasma-workspace-wallpapers``,
+``ukui-wallpapers``, ``lomiri-wallpapers-20.04`` and ``sway-backgrounds``,
+fetched with ``apt-get download`` (not installed; a package that cannot be
+fetched is a loud warning, and the rest is built). :mod:`.wallpapers` says which
+of their files are used (the largest size of each design, raster only), how
+their light/dark variants are grouped, which are photos, and whom to credit.
+Each image becomes a lossless PNG (grey stays grey, transparency is composited
+over white; a longer side above :data:`MAX_SIDE` is first shrunk to it with a
+Lanczos filter) in ``OUT/train/`` or ``OUT/val/``. Whole images, and whole
+scenes (stereo pairs, edited copies, a wallpaper's variants), are held out: only
+colour photographs with a shorter side of at least 256 px go to val, picked by a
+hash of their group name until val holds ``--val-fraction`` of the corpus
+(~10 %, at least 8 images). ``OUT/README.md`` credits every image source and
+licence, ``OUT/licenses/`` holds their licence files, and ``OUT/.complete``
+marks a finished build.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +42,10 @@ from codecgen.datamodules.corpora.common import (
     OPENCV_COPYRIGHT,
     OPENCV_DATA,
     CorpusBuild,
+    Package,
     already_built,
     dist_licence,
+    fetch_deb,
     hash01,
     log,
     opencv_doc,
@@ -42,11 +54,15 @@ from codecgen.datamodules.corpora.common import (
     round_robin,
     worker_count,
 )
+from codecgen.datamodules.corpora.wallpapers import WALLPAPER_PACKAGES, wallpapers
 
 IMAGE_VAL_FRACTION = 0.1
 MIN_IMAGE_VAL = 8
 MIN_VAL_SIDE = 256  # the image benchmark cuts 256-px crops of the val photos
 MIN_IMAGE_SIDE = 64  # smaller files are icons and logos
+# Longer side of the stored PNGs: bigger images (wallpapers of up to 24 MP) are shrunk to it
+# (Lanczos). Training cuts random crops anyway; this keeps each PNG under ~40 MB.
+MAX_SIDE = 4096
 COLOUR_LEVELS = 3.0  # mean |channel - grey| (8-bit levels) under which a photo counts as grey
 OPENCV_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
@@ -111,22 +127,24 @@ class ImageItem:
     group: str  # pictures of one scene share a group, hence a split
     load: Callable[[], np.ndarray]
     photo: bool = True  # a natural photograph (may be held out for validation)
+    credit: str = ""  # "author: licence", for images whose source credits each one
     pixels: np.ndarray | None = None  # filled in by _load_item: uint8 (H, W) grey or (H, W, 3)
+    shape: tuple[int, ...] = ()  # the pixels' shape, kept once they are written and dropped
     colour: float = 0.0  # mean |channel - grey| in 8-bit levels
 
     @property
     def eligible_for_val(self) -> bool:
-        p = self.pixels
-        if not self.photo or p is None or p.ndim != 3:
+        if not self.photo or len(self.shape) != 3:
             return False
-        return self.colour >= COLOUR_LEVELS and min(p.shape[:2]) >= MIN_VAL_SIDE
+        return self.colour >= COLOUR_LEVELS and min(self.shape[:2]) >= MIN_VAL_SIDE
 
 
 # --------------------------------------------------------------------------- pixels
 
 
 def _pil_pixels(path: Path) -> np.ndarray:
-    """Decode an image file with Pillow (first frame) to an array _to_uint8_image understands."""
+    """Decode an image file with Pillow (first frame) to an array _to_uint8_image understands,
+    shrunk (Lanczos) so that its longer side is at most MAX_SIDE."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -144,6 +162,10 @@ def _pil_pixels(path: Path) -> np.ndarray:
             img = img.convert("RGBA")
         elif mode not in ("RGB", "L", "LA", "RGBA"):
             img = img.convert("RGB")
+        if max(img.size) > MAX_SIDE:  # Pillow filters RGBA/LA premultiplied: no dark fringes
+            scale = MAX_SIDE / max(img.size)
+            size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+            img = img.resize(size, Image.Resampling.LANCZOS)
         return np.asarray(img)
 
 
@@ -188,7 +210,7 @@ def _load_item(item: ImageItem) -> str | None:
         return f"unavailable or unreadable ({type(err).__name__}: {str(err).strip()[:200]})"
     if min(pixels.shape[:2]) < MIN_IMAGE_SIDE:
         return f"too small ({pixels.shape[1]}x{pixels.shape[0]} < {MIN_IMAGE_SIDE} px)"
-    item.pixels, item.colour = pixels, _colourfulness(pixels)
+    item.pixels, item.shape, item.colour = pixels, pixels.shape, _colourfulness(pixels)
     return None
 
 
@@ -254,6 +276,36 @@ def _opencv_items(folder: Path) -> list[ImageItem]:
         load = lambda p=path: _pil_pixels(p)  # noqa: E731
         items.append(ImageItem(name, "opencv", f"opencv_{group}", load, photo=stem not in OPENCV_NOT_PHOTOS))
     return items
+
+
+def _fetch_wallpapers(cache: Path, build: CorpusBuild) -> dict[str, Package]:
+    """The wallpaper packages that can be fetched, by corpus prefix; a loud warning for each other."""
+    packages = {}
+    for prefix, name in WALLPAPER_PACKAGES:
+        try:
+            packages[prefix] = fetch_deb(name, cache)
+        except RuntimeError as err:
+            build.warn(f"could not get Debian package {name}: the corpus lacks its wallpapers ({err})")
+    return packages
+
+
+def _wallpaper_items(prefix: str, pkg: Package, skipped: list[tuple[str, str]]) -> list[ImageItem]:
+    """The package's wallpapers as corpus items; the files it leaves out go to ``skipped``."""
+    found, left_out = wallpapers(prefix, pkg)
+    skipped += left_out
+    return [
+        ImageItem(w.name, prefix, w.group, lambda p=w.path: _pil_pixels(p), photo=w.photo, credit=w.credit)
+        for w in found
+    ]
+
+
+def _wallpaper_source(pkg: Package, items: list[ImageItem]) -> ImageSource:
+    licences = sorted({i.credit.rsplit(": ", 1)[-1] for i in items})
+    return ImageSource(
+        f"Debian `{pkg.name}` {pkg.version}",
+        "the artists named per image, below",
+        f"{', '.join(licences) or 'see copyright file'} (per image below; licenses/{pkg.name}.copyright)",
+    )
 
 
 def _image_sources(opencv_dir: Path) -> dict[str, ImageSource]:
@@ -339,9 +391,14 @@ def _readme_body(
         lines += ["### scikit-image images", "", "| file | credit: licence |", "|---|---|"]
         lines += [f"| {i.name}.png | {SKIMAGE_CREDITS[i.name.removeprefix('skimage_')]} |" for i in ski]
         lines.append("")
+    credited = sorted((i for i in items if i.credit), key=lambda i: i.name)
+    if credited:
+        lines += ["### Wallpapers", "", "| file | photo | credit: licence |", "|---|---|---|"]
+        lines += [f"| {i.name}.png | {'yes' if i.photo else 'artwork'} | {i.credit} |" for i in credited]
+        lines.append("")
     lines += ["## Validation images", "", "| file | width x height |", "|---|---|"]
     for i in sorted((i for i in items if i.name in val_names), key=lambda i: i.name):
-        lines.append(f"| {i.name}.png | {i.pixels.shape[1]} x {i.pixels.shape[0]} |")
+        lines.append(f"| {i.name}.png | {i.shape[1]} x {i.shape[0]} |")
     lines.append("")
     if skipped:
         lines += ["## Skipped", ""] + [f"- {name}: {why}" for name, why in skipped] + [""]
@@ -358,13 +415,17 @@ def build_images(
     max_images: int | None = None,
     opencv_dir: str | Path = OPENCV_DATA,
     workers: int | None = None,
+    cache: str | Path | None = None,
 ) -> Path:
     """Build the default image corpus into ``out`` (see the module docstring); return ``out``.
 
     ``max_images`` keeps only that many source images, taken round-robin over the
-    sources (for quick tests); ``opencv_dir`` is where opencv-doc's sample data is.
+    sources (for quick tests); ``opencv_dir`` is where opencv-doc's sample data is;
+    ``cache`` is where the wallpaper packages' .deb files go (default ``OUT/../.cache/debs``,
+    shared with the speech corpus).
     """
     out, opencv_dir = Path(out), Path(opencv_dir)
+    cache = Path(cache) if cache is not None else out.parent / ".cache" / "debs"
     if already_built(out, force):
         return out
     if not 0.0 < val_fraction < 1.0:
@@ -383,18 +444,34 @@ def build_images(
             f"opencv-doc sample images not found at {opencv_dir}: the corpus lacks its ~90 test images. "
             "Install them with `apt-get install opencv-doc` (or `make system-deps`) and rebuild with --force"
         )
+    packages = _fetch_wallpapers(cache, build)
+    lists += [_wallpaper_items(prefix, pkg, skipped) for prefix, pkg in packages.items()]
     # All of them source by source; a quick build takes its few round-robin, to keep every source.
     candidates = [i for items in lists for i in items] if max_images is None else round_robin(lists)[:max_images]
 
-    reasons = parallel_map(_load_item, candidates, workers, "images")
+    # Each image is written as soon as it is decoded and its pixels dropped: a corpus of
+    # 4096-px wallpapers would otherwise sit in memory whole (~2 GB).
+    staging = out / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+
+    def stage(item: ImageItem) -> tuple[str | None, str]:
+        why = _load_item(item)
+        if why is not None:
+            return why, ""
+        p = item.pixels
+        _write_png(p, staging / f"{item.name}.png")
+        item.pixels = None
+        return None, hashlib.sha1(p.tobytes() + str(p.shape).encode()).hexdigest()
+
+    results = parallel_map(stage, candidates, workers, "images")
     items: list[ImageItem] = []
     seen: dict[str, str] = {}
-    for item, why in zip(candidates, reasons):
+    for item, (why, digest) in zip(candidates, results):
         if why is None:
-            p = item.pixels
-            digest = hashlib.sha1(p.tobytes() + str(p.shape).encode()).hexdigest()
             if digest in seen:
                 why = f"same pixels as {seen[digest]}"
+                (staging / f"{item.name}.png").unlink()
             else:
                 seen[digest] = item.name
                 items.append(item)
@@ -416,26 +493,34 @@ def build_images(
     val_names = {i.name for i in items if i.group in val_groups and i.eligible_for_val}
 
     sources = _image_sources(opencv_dir)
-    jobs = []
+    for prefix, pkg in packages.items():
+        sources[prefix] = _wallpaper_source(pkg, [i for i in items if i.source == prefix])
+        build.copy_licences({f"{pkg.name}.copyright": pkg.copyright_file})
+        build.copy_licences({f"{pkg.name}.AUTHORS": next(iter(pkg.root.glob("usr/share/doc/*/AUTHORS")), None)})
     for item in items:
         split = "val" if item.name in val_names else "train"
         sources[item.source].files[split] += 1
-        jobs.append((item.pixels, out / split / f"{item.name}.png"))
-    parallel_map(lambda job: _write_png(*job), jobs, workers, "png")
+        (staging / f"{item.name}.png").rename(out / split / f"{item.name}.png")
+    shutil.rmtree(staging)
     build.copy_licences(_licence_files(opencv_dir))
 
     build.write_readme(" from Python packages' sample", [
-        "images and the Debian package `opencv-doc`. Lossless PNG: 8-bit RGB, or 8-bit grey where the",
-        "source is grey (the loader returns three identical channels). Transparent images were",
-        "composited over white. Files are named `<source>_<original name>.png`.",
+        "images, the Debian package `opencv-doc` and Debian's desktop wallpaper packages. Lossless",
+        "PNG: 8-bit RGB, or 8-bit grey where the source is grey (the loader returns three identical",
+        "channels). Transparent images were composited over white. Images with a longer side above",
+        f"{MAX_SIDE} px (some wallpapers, up to 24 MP) were shrunk to {MAX_SIDE} px with a Lanczos filter",
+        "(Pillow); nothing else was resampled. Files are named `<source>_<original name>.png`; of each",
+        "wallpaper design only its largest size is used (Plasma and sway ship several), and vector",
+        "(SVG) wallpapers are left out.",
         "",
-        "The split is fixed and holds out whole images (and whole scenes: stereo pairs and edited",
-        "copies share a split). `val/` holds only colour photographs whose shorter side is at least",
-        f"{MIN_VAL_SIDE} px (the benchmark cuts {MIN_VAL_SIDE}-px crops of them): scene groups are taken in",
-        f"order of a SHA-1 hash of their name until val holds {val_fraction:.0%} of the corpus (at least",
-        f"{MIN_IMAGE_VAL} images). Everything else is in `train/`.",
+        "The split is fixed and holds out whole images (and whole scenes: stereo pairs, edited copies,",
+        "a wallpaper's light and dark variants share a split). `val/` holds only colour photographs",
+        f"whose shorter side is at least {MIN_VAL_SIDE} px (the benchmark cuts {MIN_VAL_SIDE}-px crops of them;",
+        "wallpapers that are renders or drawings are marked `artwork` below and never held out): scene",
+        f"groups are taken in order of a SHA-1 hash of their name until val holds {val_fraction:.0%} of the",
+        f"corpus (at least {MIN_IMAGE_VAL} images). Everything else is in `train/`.",
     ], _readme_body(sources, items, val_names, skipped))
-    val_sizes = {f"{i.name}.png": list(i.pixels.shape[1::-1]) for i in items if i.name in val_names}
+    val_sizes = {f"{i.name}.png": list(i.shape[1::-1]) for i in items if i.name in val_names}
     log(f"image corpus in {out}: {len(items) - len(val_names)} train, {len(val_names)} val images "
         f"in {build.seconds:.0f} s")
     for s in sources.values():

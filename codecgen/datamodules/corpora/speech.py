@@ -4,20 +4,27 @@
 
 The corpus (see ../shared/DATA.md) combines
 
-* real recorded prompts from the Debian packages ``asterisk-core-sounds-{en,es,it,ru}-g722``
-  (one speaker per language, stored as G.722, fetched with ``apt-get download`` and
-  decoded to 16 kHz with ffmpeg), and
+* real recorded asterisk prompts from six Debian packages, one speaker each, fetched
+  with ``apt-get download`` and decoded with ffmpeg to 16 kHz:
+  ``asterisk-core-sounds-{en,es,it,ru}-g722`` (stored as 16 kHz G.722),
+  ``asterisk-prompt-it-menardi-wav`` (a second Italian voice, 8 kHz 16-bit WAV) and
+  ``asterisk-prompt-es-co`` (Colombian Spanish, 8 kHz GSM 06.10). The two 8 kHz
+  speakers are upsampled with SoX's resampler (libsoxr, very high quality), so they
+  are narrowband: nothing above 4 kHz. And
 * synthetic espeak-ng speech: generated English sentences in several voices with
   varied speed and pitch, topping the corpus up to ``--minutes`` (and always at
   least ``--espeak-minutes``, for voice variety). A package that cannot be fetched
   is replaced by extra voices and a loud warning.
 
 All real prompts are kept (they are the valuable part), so ``--minutes`` is a
-minimum, not a cap. The output is ``OUT/train/*.wav`` and ``OUT/val/*.wav``
-(16 kHz, mono, 16-bit) split deterministically by a hash of the file name
-(~5 %, with at least 8 real recordings in val), ``OUT/README.md`` crediting
-every package and its licence, ``OUT/licenses/`` with the packages' copyright
-files, and a ``OUT/.complete`` marker so a second run returns at once.
+minimum, not a cap; the packages' ``silence/`` folders and empty files are skipped.
+Real prompts are named ``<prefix>_real_<prompt>.wav``, the prefix naming the speaker
+(``en``, ``es``, ``it``, ``ru``, ``it-menardi``, ``es-co``). The output is
+``OUT/train/*.wav`` and ``OUT/val/*.wav`` (16 kHz, mono, 16-bit) split
+deterministically by a hash of the file name (~5 %, with at least 8 real recordings
+in val, shared out over the packages), ``OUT/README.md`` crediting every package
+and its licence, ``OUT/licenses/`` with the packages' copyright files, and a
+``OUT/.complete`` marker so a second run returns at once.
 """
 
 from __future__ import annotations
@@ -83,52 +90,100 @@ def _val_names(names: list[str], min_val: int) -> set[str]:
 # --------------------------------------------------------------------------- real prompts
 
 
-def asterisk_package(lang: str) -> str:
-    """The Debian package of asterisk's recorded prompts in ``lang``."""
-    return f"asterisk-core-sounds-{lang}-g722"
+@dataclass(frozen=True)
+class PromptPackage:
+    """A Debian package of one speaker's recorded asterisk prompts."""
+
+    prefix: str  # names the speaker: files are <prefix>_real_<prompt>.wav
+    package: str
+    suffix: str  # the audio files' suffix, which names their ffmpeg demuxer (see FORMATS)
+    licence_key: str = ""  # the name the DEP-5 copyright file's Files: globs are matched against
+    # Used instead of the copyright file when it is not machine-readable (or garbles the names):
+    credit: str = ""
+    licence: str = ""
 
 
-def decode_g722(src: Path, dst: Path) -> float:
-    """Decode one G.722 file to a 16 kHz mono 16-bit WAV; return its duration in seconds."""
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "g722", "-i", str(src),
-           "-ar", str(SR), "-ac", "1", "-c:a", "pcm_s16le", "-map_metadata", "-1", "-bitexact", str(dst)]
+# ffmpeg demuxer of each prompt format (raw G.722 and GSM have no header to probe).
+FORMATS = {".g722": "g722", ".gsm": "gsm", ".wav": "wav"}
+CORE_PACKAGES = tuple(
+    PromptPackage(lang, f"asterisk-core-sounds-{lang}-g722", ".g722", f"{lang}-core-sounds") for lang in ASTERISK_LANGS
+)
+PROMPT_PACKAGES = CORE_PACKAGES + (
+    # The copyright file's holder line is garbled; its licence asks that the credit name both
+    # authors and the site (quoted in the file's Comment).
+    PromptPackage(
+        "it-menardi", "asterisk-prompt-it-menardi-wav", ".wav",
+        credit="Marco Menardi and Paola Dal Zot (voice), http://www.voip.ammdomus.it",
+        licence="CC-BY-SA-3.0 Italy (the copyright file's CC-SA-BY-3.0)",
+    ),
+    # Not DEP-5: credit and licence from its copyright and LEEME files.
+    PromptPackage(
+        "es-co", "asterisk-prompt-es-co", ".gsm",
+        credit="Avatar Ltda. (http://www.avatar.com.co/), voice of July E. Jiménez",
+        licence="GPL-2",
+    ),
+)
+_BY_PREFIX = {p.prefix: p for p in PROMPT_PACKAGES}
+
+
+def real_val_per_package(packages: int = len(PROMPT_PACKAGES)) -> int:
+    """The fewest held-out prompts each of ``packages`` fetched packages gives, so that val
+    holds at least MIN_REAL_VAL real recordings (the default: every package fetched)."""
+    return math.ceil(MIN_REAL_VAL / max(1, packages))
+
+
+def asterisk_package(prefix: str) -> str:
+    """The Debian package of the recorded prompts named ``prefix`` (a language, or e.g. ``es-co``)."""
+    return _BY_PREFIX[prefix].package
+
+
+def decode_prompt(src: Path, dst: Path) -> float:
+    """Decode one prompt (G.722, GSM or WAV, by suffix) to a 16 kHz mono 16-bit WAV; return its
+    duration in seconds. 8 kHz sources are upsampled with libsoxr at very high precision (a
+    no-op for 16 kHz G.722, whose output is bit-identical without it)."""
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", FORMATS[src.suffix], "-i", str(src),
+           "-af", "aresample=resampler=soxr:precision=28", "-ar", str(SR), "-ac", "1", "-c:a", "pcm_s16le",
+           "-map_metadata", "-1", "-bitexact", str(dst)]
     proc = run(cmd)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed on {src}: {proc.stderr.strip()}")
     return sf.info(str(dst)).duration
 
 
-def asterisk_prompts(lang: str, pkg: Package, min_val: int) -> tuple[str, list[tuple[Path, str, str]]]:
-    """(speaker, [(G.722 file, split, wav name)]) for every prompt of an asterisk sounds package,
-    split as in the corpus (``{lang}_real_<prompt>.wav``, ``split`` "train" or "val")."""
+def asterisk_prompts(prefix: str, pkg: Package, min_val: int) -> tuple[str, list[tuple[Path, str, str]]]:
+    """(speaker, [(audio file, split, wav name)]) for every prompt of the package of ``prefix``,
+    split as in the corpus (``{prefix}_real_<prompt>.wav``, ``split`` "train" or "val")."""
+    spec = _BY_PREFIX[prefix]
     sounds = pkg.root / "usr/share/asterisk/sounds"
     # The silence/ folder holds digital silence of 1..10 s: no use for a codec. Some
     # prompts ship as empty files (e.g. ru/is.g722): skip them too.
-    g722 = sorted(
-        p for p in sounds.rglob("*.g722") if "silence" not in p.relative_to(sounds).parts and p.stat().st_size > 0
+    files = sorted(
+        p for p in sounds.rglob(f"*{spec.suffix}")
+        if "silence" not in p.relative_to(sounds).parts and p.stat().st_size > 0
     )
-    if not g722:
-        raise RuntimeError(f"no .g722 files in {pkg.name}")
-    speaker = g722[0].relative_to(sounds).parts[0]
+    if not files:
+        raise RuntimeError(f"no {spec.suffix} files in {pkg.name}")
+    speaker = files[0].relative_to(sounds).parts[0]
 
     def target(p: Path) -> str:
         rel = p.relative_to(sounds / speaker).with_suffix("")
-        return f"{lang}_real_{'-'.join(rel.parts)}.wav"
+        return f"{prefix}_real_{'-'.join(rel.parts)}.wav"
 
-    names = [target(p) for p in g722]
+    names = [target(p) for p in files]
     val = _val_names(names, min_val)
-    return speaker, [(p, "val" if n in val else "train", n) for p, n in zip(g722, names)]
+    return speaker, [(p, "val" if n in val else "train", n) for p, n in zip(files, names)]
 
 
-def add_asterisk(lang: str, pkg: Package, out: Path, min_val: int, workers: int) -> Source:
-    """Decode every prompt of an asterisk sounds package into OUT/{train,val}/{lang}_real_*.wav."""
-    speaker, prompts = asterisk_prompts(lang, pkg, min_val)
-    holder, licence = ("unknown", "unknown")
-    if pkg.copyright_file is not None:
-        holder, licence = copyright_for(pkg.copyright_file, f"{lang}-core-sounds")
+def add_asterisk(prefix: str, pkg: Package, out: Path, min_val: int, workers: int) -> Source:
+    """Decode every prompt of the package of ``prefix`` into OUT/{train,val}/{prefix}_real_*.wav."""
+    spec = _BY_PREFIX[prefix]
+    speaker, prompts = asterisk_prompts(prefix, pkg, min_val)
+    holder, licence = spec.credit or "unknown", spec.licence or "unknown"
+    if pkg.copyright_file is not None and not (spec.credit and spec.licence):
+        holder, licence = copyright_for(pkg.copyright_file, spec.licence_key)
     src = Source(f"`{pkg.name}` {pkg.version} ({speaker})", "real", licence, holder)
     jobs = [(p, out / split / n) for p, split, n in prompts]
-    durations = parallel_map(lambda j: decode_g722(*j), jobs, workers, f"{lang} g722")
+    durations = parallel_map(lambda j: decode_prompt(*j), jobs, workers, f"{prefix} {spec.suffix[1:]}")
     for (_, dst), seconds in zip(jobs, durations):
         if seconds <= 0:  # decoded to nothing: keep no empty files in the corpus
             dst.unlink()
@@ -244,7 +299,9 @@ def _readme_body(sources: list[Source]) -> list[str]:
         "",
         "The full copyright files of the packages are in `licenses/`. Recordings licensed",
         "CC-BY-SA-3.0 / CC-BY-3.0 require attribution (above) when redistributed; CC-BY-SA",
-        "derivatives must keep the same licence.",
+        "derivatives must keep the same licence. The `asterisk-prompt-it-menardi-wav` licence asks",
+        "that the credit name Marco Menardi and Paola Dal Zot and http://www.voip.ammdomus.it;",
+        "`asterisk-prompt-es-co` recordings are GPL-2 (redistribute with the licence).",
     ]
 
 
@@ -268,18 +325,17 @@ def build_speech(
     build = CorpusBuild(out, "speech")
 
     packages: dict[str, Package] = {}
-    for lang in ASTERISK_LANGS:
-        name = asterisk_package(lang)
+    for spec in PROMPT_PACKAGES:
         try:
-            packages[lang] = fetch_deb(name, cache)
+            packages[spec.prefix] = fetch_deb(spec.package, cache)
         except RuntimeError as err:
-            build.warn(f"could not get Debian package {name}; replaced by extra espeak voices ({err})")
+            build.warn(f"could not get Debian package {spec.package}; replaced by extra espeak voices ({err})")
 
     sources: list[Source] = []
-    min_val = math.ceil(MIN_REAL_VAL / max(1, len(packages)))
-    for lang, pkg in packages.items():
+    min_val = real_val_per_package(len(packages))
+    for prefix, pkg in packages.items():
         build.copy_licences({f"{pkg.name}.copyright": pkg.copyright_file})
-        sources.append(add_asterisk(lang, pkg, out, min_val, workers))
+        sources.append(add_asterisk(prefix, pkg, out, min_val, workers))
 
     build.copy_licences({"espeak-ng.copyright": Path("/usr/share/doc/espeak-ng/copyright")})
     voices = ESPEAK_VOICES + (FALLBACK_VOICES if build.warnings else ())
@@ -288,11 +344,15 @@ def build_speech(
     sources.append(add_espeak(out, synth_seconds, voices, workers))
 
     build.write_readme(" from Debian packages.", [
-        "16 kHz, mono, 16-bit WAV. Real prompts are named `<lang>_real_<prompt>.wav`, synthetic",
-        "utterances `<voice>_espeak_<index>.wav`. The split is fixed: a file is in `val/` when a",
-        f"SHA-1 hash of its name falls under {VAL_FRACTION:.0%} (topped up to at least {MIN_REAL_VAL}",
-        "real recordings). The asterisk prompts went through G.722 at 64 kb/s, so they are slightly",
-        "degraded references.",
+        "16 kHz, mono, 16-bit WAV. Real prompts are named `<speaker>_real_<prompt>.wav` (speakers",
+        "`en`, `es`, `it`, `ru`: asterisk-core-sounds; `it-menardi`, `es-co`: the other prompt",
+        "packages), synthetic utterances `<voice>_espeak_<index>.wav`. The split is fixed: a file is",
+        f"in `val/` when a SHA-1 hash of its name falls under {VAL_FRACTION:.0%} (topped up to at least",
+        f"{min_val} per package, {MIN_REAL_VAL} real recordings in all).",
+        "The asterisk-core-sounds prompts went through G.722 at 64 kb/s, so they are slightly degraded",
+        "references. `it-menardi` (8 kHz 16-bit PCM) and `es-co` (8 kHz GSM 06.10, 13 kb/s) were",
+        "upsampled to 16 kHz with libsoxr (very high quality): they are narrowband, with nothing",
+        "above 4 kHz, and `es-co` carries GSM's coding artefacts.",
     ], _readme_body(sources))
     total = sum(sum(s.seconds.values()) for s in sources) / 60
     log(f"speech corpus in {out}: {total:.1f} min in {build.seconds:.0f} s")
