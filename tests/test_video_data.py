@@ -231,3 +231,21 @@ def test_corpus_builder(tmp_path):
     stamp = (out / ".complete").stat().st_mtime_ns
     prepare.main(argv)  # already built: returns at once
     assert (out / ".complete").stat().st_mtime_ns == stamp
+
+
+def test_the_demo_zoom_is_always_a_val_clip(tmp_path):
+    """However many photos the image corpus holds out (and in whatever hash order), the
+    video corpus's val clips include the held-out zoom that `make demo` codes."""
+    from codecgen.datamodules.corpora.video import DEMO_PHOTO, _photo_clips
+
+    images = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for split, names in (("val", [f"photo{i}" for i in range(9)] + [DEMO_PHOTO]), ("train", ["a", "b", "c", "d"])):
+        (images / split).mkdir(parents=True)
+        for name in names:
+            Image.fromarray(rng.uniform(0, 255, (64, 80, 3)).astype(np.uint8)).save(images / split / f"{name}.png")
+    warnings = []
+    groups = _photo_clips(images, 32, 6, type("Build", (), {"warn": lambda self, msg: warnings.append(msg)})())
+    val = [clip.name for clip in groups["photo-val"]]
+    assert len(val) == 6 and f"zoom_{DEMO_PHOTO}" in val, val
+    assert sum(name.startswith("pan_") for name in val) == 3 and not warnings

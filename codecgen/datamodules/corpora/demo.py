@@ -31,11 +31,10 @@ from codecgen.datamodules.corpora.speech import (
     espeak_item,
     real_val_per_package,
 )
-from codecgen.datamodules.corpora.video import write_photo_clip
+from codecgen.datamodules.corpora.video import DEMO_PHOTO, write_photo_clip
 
 DEMO_PROMPTS = 12  # scripts/demo.py takes the longest of the first 12 held-out real prompts
 DEMO_LANG = "en"  # sorted by name, the held-out real prompts begin with the English ones
-DEMO_PHOTO = "skimage_astronaut"
 DEMO_CLIP_KIND = "zoom"
 
 

@@ -146,6 +146,9 @@ def _photo_clip(photo: Path, kind: str, split: str, group: str, size: int, frame
     return VideoClip(name, split, group, f"camera {kind} over image corpus photo `{split}/{photo.name}`", credit, make)
 
 
+DEMO_PHOTO = "skimage_astronaut"  # the photo whose held-out zoom scripts/demo.py codes
+
+
 def _pick_photos(folder: Path, count: int, min_side: int) -> list[Path]:
     """``count`` colour photos with a shorter side of at least ``min_side``, in SHA-1 order of their name."""
     from PIL import Image
@@ -166,6 +169,12 @@ def _photo_clips(images: Path, size: int, frames: int, build: CorpusBuild) -> di
     min_side = min(size, 256)
     for split, group, n_pan, n_zoom in (("val", "photo-val", 3, 3), ("train", "photo-train", 2, 2)):
         photos = _pick_photos(images / split, n_pan + n_zoom, min_side)
+        demo = images / split / f"{DEMO_PHOTO}.png"
+        if split == "val" and demo.is_file():
+            # the demo's held-out zoom (corpora/demo.py) is always the first val zoom,
+            # however many photos the image corpus holds out
+            photos = [p for p in photos if p != demo][: n_pan + n_zoom - 1]
+            photos.insert(min(n_pan, len(photos)), demo)
         if len(photos) < n_pan + n_zoom:
             build.warn(f"only {len(photos)} colour photos of >= {min_side} px in {images / split}: fewer camera clips")
         kinds = ["pan"] * n_pan + ["zoom"] * n_zoom
