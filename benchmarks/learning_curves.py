@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
         for tag, values in read_scalars(run).items():
             curves.setdefault(tag, {}).update(values)
     metrics = args.metrics or sorted(t for t in curves if t != "val/kbps")
+    if not metrics:
+        raise SystemExit(f"no validation scores logged yet in {', '.join(str(r) for r in args.runs)}")
     missing = [m for m in metrics if m not in curves]
     if missing:
         raise SystemExit(f"not logged in these runs: {', '.join(missing)} (have: {', '.join(sorted(curves))})")
