@@ -4,10 +4,11 @@ Only this package wires file readers (``codecgen.datamodules``) to codecs, keepi
 library's arrows one-way (DESIGN.md). Layout: ``parser`` (the command line, no heavy
 imports), ``files`` (output checks, temp file + rename, progress, folder batches),
 ``verbs`` (``encode`` / ``decode`` dispatch by modality), one module per modality
-(``audio``, ``image``, ``video``), ``models`` (``info``, ``export``, ``fit-prior``) and
-``train``. Every user error is one line on stderr with exit code 2; outputs are written
-to a temporary file and renamed into place, so a failure never leaves a partial file and
-never touches an existing one unless ``--overwrite`` is given.
+(``audio``, ``image``, ``video``), ``generate`` (``upscale`` and ``generate`` with the
+diffusion generators), ``models`` (``info``, ``export``, ``fit-prior``) and ``train``.
+Every user error is one line on stderr with exit code 2; outputs are written to a
+temporary file and renamed into place, so a failure never leaves a partial file and never
+touches an existing one unless ``--overwrite`` is given.
 """
 
 from codecgen.cli.files import UserError

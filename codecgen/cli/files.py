@@ -57,6 +57,34 @@ def counter(total: int, desc: str, quiet: bool, unit: str = "block") -> tuple[Ca
     return bar.update, bar.close
 
 
+class StepBar:
+    """A tqdm bar for code that reports ``progress(done, total)`` (cumulative) over ``runs``
+    calls, run ``r``'s steps following run ``r - 1``'s; the bar starts at the first report,
+    once the total is known. ``callback(r)`` is None when quiet, so the reporter skips it."""
+
+    def __init__(self, desc: str, quiet: bool, runs: int = 1, unit: str = "step"):
+        self.desc, self.quiet, self.runs, self.unit = desc, quiet, runs, unit
+        self.bar = None
+
+    def callback(self, run: int = 0) -> Callable[[int, int], None] | None:
+        return None if self.quiet else lambda done, total: self._show(run, done, total)
+
+    def _show(self, run: int, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total * self.runs, desc=self.desc, unit=self.unit, leave=False, file=sys.stderr)
+        self.bar.n = run * total + done
+        self.bar.refresh()
+
+    def __enter__(self) -> StepBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def check_output(path: Path, overwrite: bool, inputs: Iterable[Path] = (), folder_ok: bool = False) -> None:
     """Refuse an output that is an input, an existing file without ``--overwrite``, a folder
     (unless the output is a folder of frames), or that lies in a missing folder."""
@@ -93,6 +121,14 @@ def staged(target: Path, suffix: str | None = None) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_all(targets: Iterable[Path]) -> Iterator[list[Path]]:
+    """:func:`staged` for several outputs: each replaces its target once the block succeeds;
+    a failure inside the block replaces none."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(staged(target)) for target in targets]
 
 
 # ----------------------------------------------------------------------------- folders

@@ -16,11 +16,12 @@ MODALITIES = ("audio", "image", "video")
 _MAX_LIST, _MAX_TEXT, _MAX_DEPTH = 16, 200, 8
 
 
-def load_model(name: str, modality: str, device: str):
+def load_model(name: str, modality: str | None, device: str):
+    """``modality`` None: any model (the caller checks what it needs)."""
     from codecgen import hub
 
     model = hub.load(name, map_location=device)
-    if model.modality != modality:
+    if modality is not None and model.modality != modality:
         raise UserError(f"{name} is a {model.modality} model; this needs an {modality} model")
     return model
 

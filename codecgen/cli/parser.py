@@ -16,6 +16,7 @@ import sys
 import textwrap
 
 from codecgen.cli.files import USER_ERRORS, UserError, one_line
+from codecgen.cli.generate import DEFAULT_MAX_PIXELS, MAX_STEPS, SCHEDULERS
 from codecgen.cli.verbs import VIDEO_ARCHS
 from codecgen.codecs.limits import DEFAULT_LIMITS
 
@@ -30,6 +31,10 @@ GROUPS = [
     ]),
     ("images", [("damage", "simulate lost indices: a copy of an image .cgc with positions marked lost")]),
     ("video", [("pack-video", "a NeRV-family checkpoint trained with train.py -> the clip's .cgc")]),
+    ("generators (arbitrary-scale diffusion)", [
+        ("upscale", "an image -> the image at any scale or size (super-resolution by diffusion)"),
+        ("generate", "sample new images at any sizes into a folder"),
+    ]),
     ("files & models", [
         ("info", "print a .cgc file's header, with its duration / size and rate"),
         ("export", ".ckpt -> folder with config.json + model.safetensors"),
@@ -58,6 +63,12 @@ EXAMPLES = {
   python infer.py damage --model vqgan-f16 photo.cgc lost.cgc --loss 0.2 --pattern burst
   python infer.py decode --model vqgan-f16 lost.cgc repaired.png --restore""",
     "pack-video": "  python infer.py pack-video --model runs/.../last.ckpt clip.cgc",
+    "upscale": """\
+  python infer.py upscale --model arbitrary-sr photo.png big.png --scale 3.5
+  python infer.py upscale --model arbitrary-sr photo.png wall.png --size 1920x1080 --steps 20 --tile 64
+  python infer.py upscale --model arbitrary-sr photo.png take.png --scale 2 --samples 3   # take_0.png .. take_2.png""",
+    "generate": """\
+  python infer.py generate --model runs/.../last.ckpt --size 256x256 --size 640x480 --num 4 --seed 0 samples/""",
     "info": "  python infer.py info speech.cgc",
     "export": "  python infer.py export runs/.../last.ckpt my_codec/ [--half]",
     "fit-prior": "  python infer.py fit-prior --model my_codec/ data/speech/train my_codec_prior/",
@@ -194,6 +205,25 @@ def _frame_range(o: _Options) -> None:
     o.add("video", "--frames", default=None, group=g, help="decode only this range, e.g. 10:20")
 
 
+UPSCALE_NOTE = ("Give --scale or --size. Grey images stay grey; an alpha channel is resized (bicubic) beside "
+                "the model; files with more than 8 bits per channel are written with 8, with a note. The output "
+                "may be at most --max-pixels; a scale above the largest the model was trained for is sampled with "
+                "a warning. Every argument is checked before the model loads.")
+GENERATE_NOTE = ("Writes OUTDIR/{i:03d}_{W}x{H}.png for each image i at each --size; OUTDIR may exist, but no "
+                 "file in it is replaced without --overwrite (all names are checked first, and the files are moved "
+                 "into place together at the end).")
+
+
+def _sampling(o: _Options) -> None:
+    g = o.parser.add_argument_group("sampling")
+    o.add(None, "--steps", type=int, default=50, group=g, help=f"denoising steps, 1..{MAX_STEPS} (default: 50)")
+    o.add(None, "--scheduler", choices=SCHEDULERS, default=None, group=g,
+          help="sampler on the model's noise schedule (default: the model's own)")
+    o.add(None, "--seed", type=int, default=0, group=g, help="the same seed gives the same image (default: 0)")
+    o.add(None, "--max-pixels", type=int, default=None, group=g,
+          help=f"pixel budget of each output image (default: {DEFAULT_MAX_PIXELS})")
+
+
 ENCODE_IN = "audio (wav/flac/ogg, any rate and channels), image (png/jpg/webp/bmp/tiff) or video file, or a folder"
 DECODE_OUT = "audio: .wav/.flac/.ogg; image: .png/.jpg/.webp/.bmp/.tif; video: .mkv/.mp4 or a folder of PNGs"
 
@@ -237,6 +267,32 @@ def build_parser() -> argparse.ArgumentParser:
     _common(o)
     o.add(None, "output", metavar="OUT", help=".cgc file")
     o.done("codecgen.cli.video:cmd_pack_video")
+
+    o = _add(sub, "upscale", UPSCALE_NOTE)
+    _io(o, "image file (png/jpg/webp/bmp/tiff; RGB, grey or RGBA, 8 or 16 bits)",
+        "image file (.png/.jpg/.webp/.bmp/.tif); with --samples K, OUT_0 .. OUT_{K-1} (the index after the stem)")
+    _model(o, True, "an arbitrary-scale super-resolution model: a .ckpt, an exported folder or a shipped name")
+    _common(o)
+    g = o.parser.add_argument_group("output size (one of)")
+    o.add(None, "--scale", default=None, group=g, help="factor on both sides, any number above 0 (e.g. 3.5)")
+    o.add(None, "--size", default=None, group=g, help="WIDTHxHEIGHT in pixels (e.g. 1024x768)")
+    _sampling(o)
+    o.add(None, "--samples", type=int, default=1, help="write K images, seeds --seed .. --seed+K-1 (default: 1)")
+    o.add(None, "--no-diffusion", action="store_true",
+          help="skip the diffusion: the model's deterministic upsampling (fast, smoother)")
+    o.add(None, "--tile", type=int, default=None,
+          help="sample in tiles of this size, so memory stays bounded on large outputs (default: the model's)")
+    o.add(None, "--guidance", type=float, default=1.0, help="classifier-free guidance scale (default: 1, none)")
+    o.done("codecgen.cli.generate:cmd_upscale")
+
+    o = _add(sub, "generate", GENERATE_NOTE)
+    _model(o, True, "an arbitrary-scale generation model: a .ckpt, an exported folder or a shipped name")
+    _common(o)
+    o.add(None, "output", metavar="OUTDIR", help="folder to write (created if missing; its parent must exist)")
+    o.add(None, "--size", action="append", default=None, help="WIDTHxHEIGHT; repeat for several sizes")
+    o.add(None, "--num", type=int, default=1, help="images at each size (default: 1)")
+    _sampling(o)
+    o.done("codecgen.cli.generate:cmd_generate")
 
     o = _add(sub, "info")
     o.add(None, "input", metavar="IN", help=".cgc file")

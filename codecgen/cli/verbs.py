@@ -46,6 +46,15 @@ def _check_options(args, modality: str, subject: str, kind: str) -> None:
             raise UserError(f"{flag} applies to {owner} {kind}s; {subject} is {_a(modality)} {kind}")
 
 
+def _codec_only(name: str, model) -> None:
+    """A generator loaded for a codec verb: one line naming its command."""
+    from codecgen.cli.generate import TASKS, run_hint
+
+    task = getattr(model, "task", None)
+    if task in TASKS:
+        raise UserError(f"{name} is {TASKS[task]}, not a codec; {run_hint(task, name)}")
+
+
 def _formats(modality: str) -> tuple[str, ...]:
     module = _module(modality)
     return getattr(module, "FORMATS", None) or tuple(s.lstrip(".") for s in module.OUTPUTS)
@@ -65,6 +74,7 @@ def _encoder(args):
     from codecgen import hub
 
     model = hub.load(name, map_location=args.device)
+    _codec_only(name, model)
     if model.modality == "video":
         raise UserError(f"{name} is a trained video checkpoint: write its clip with `infer.py pack-video --model "
                         f"{name} OUT.cgc`; to encode a new clip, fit a network to it with --model {' or '.join(VIDEO_ARCHS)}")
@@ -142,6 +152,7 @@ class _Decoder:
             from codecgen import hub
 
             self.model = hub.load(name, map_location=self.args.device)
+            _codec_only(name, self.model)
         if self.model.modality != modality:
             raise UserError(f"{src} is {_a(modality)} file and {name} is {_a(self.model.modality)} model: "
                             f"decode it with the {modality} model that encoded it")
