@@ -123,3 +123,9 @@ def test_video_folder_decode_with_a_corrupt_file(coded, tmp_path, capsys):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.mkv"]
     assert infer.main(["decode-video", str(src), str(tmp_path / "pngs"), "--format", "png", "--quiet"]) == 2
     assert load_video(tmp_path / "pngs" / "good").shape == (T, 3, H, W)  # one folder of frames per file
+
+
+def test_video_size_is_width_by_height(coded, tmp_path, capsys):
+    out = tmp_path / "s.cgc"
+    assert infer.main(["encode", "--model", "hnerv", "--size", "5", str(coded / "clip.mkv"), str(out), "--quiet"]) == 2
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err and not out.exists()

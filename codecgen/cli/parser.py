@@ -162,7 +162,7 @@ def _video_encode(o: _Options) -> None:
     o.add("video", "--strides", default="4,2,2,2", group=g,
           help="decoder upscale factors; their product divides H and W (default: 4,2,2,2)")
     o.add("video", "--embed-channels", type=int, default=16, group=g, help="HNeRV embedding channels (default: 16)")
-    o.add("video", "--size", default=None, group=g, help="resize to HEIGHTxWIDTH first")
+    o.add("video", "--size", default=None, group=g, help="resize to WIDTHxHEIGHT first (e.g. 320x240)")
     o.add("video", "--frames", default=None, group=g, help="frame range to code, e.g. 0:100")
     o.add("video", "--epochs", type=int, default=300, group=g, help="fitting epochs (default: 300)")
     o.add("video", "--quant-epochs", type=int, default=30, group=g,

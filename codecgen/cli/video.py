@@ -50,8 +50,10 @@ def encode(arch: str, src: Path, dst: Path, args, quiet: bool) -> str:
     from codecgen.nn.nerv import ConvNeXtEncoder, hnerv_for_budget, nerv_for_budget
 
     size = _ints(args.size, "--size") if args.size else None
-    if size is not None and len(size) != 2:
-        raise UserError("--size is HEIGHTxWIDTH")
+    if size is not None:
+        if len(size) != 2:
+            raise UserError(f"--size is WIDTHxHEIGHT, e.g. 320x240, got {args.size!r}")
+        size = size[::-1]  # WIDTHxHEIGHT, as upscale, generate and ffmpeg write it; resize takes (H, W)
     strides = _ints(args.strides, "--strides")
     if not 0.0 <= args.prune < 1.0:
         raise UserError(f"--prune must be in [0, 1), got {args.prune}")
