@@ -19,6 +19,7 @@ channels) and cross-attention conditioning alike. The base provides:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ class GeneratorOutput:
     samples: Tensor  # (B, C, ...) in the denoiser's space (latents for a latent model)
 
 
+def check_num_steps(num_steps: int, scheduler) -> None:
+    """Sampling steps must be a whole number in 1..the schedule's training timesteps."""
+    limit = scheduler.config.num_train_timesteps
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or not 1 <= num_steps <= limit:
+        raise ValueError(f"num_steps must be a whole number from 1 to {limit} (the training timesteps), "
+                         f"got {num_steps!r}")
+
+
 class GeneratorPipeline:
     """Sampling with a Generator. A subclass turns its inputs into a condition and the shape
     to sample (``prepare``) and the sampled latents into its output (``finish``)."""
@@ -55,19 +64,24 @@ class GeneratorPipeline:
     def finish(self, latents: Tensor) -> GeneratorOutput:
         return GeneratorOutput(samples=latents)
 
+    def denoise(self, x_t: Tensor, t: Tensor, cond: Any) -> Tensor:
+        """What the sampling loop calls: the model's ``denoise`` (a subclass may tile it)."""
+        return self.model.denoise(x_t, t, cond)
+
     def __call__(self, *inputs, num_steps: int = 50, seed: int | None = None, guidance: float = 1.0,
                  progress: Callable[[int, int], None] | None = None, latents: Tensor | None = None,
                  **kwargs) -> GeneratorOutput:
         """``seed`` fixes the output (initial noise and stochastic steps); ``guidance`` is the
         classifier-free guidance scale (1: none); ``progress(steps_done, total)``."""
         model = self.model
+        check_num_steps(num_steps, self.scheduler)
         with model.sampling():
             cond, shape = self.prepare(*inputs, **kwargs)
             if guidance != 1.0 and cond is None:
                 raise ValueError("guidance needs a condition to guide towards")
             uncond = model.unconditional(cond) if guidance != 1.0 else None
             generator = None if seed is None else torch.Generator().manual_seed(seed)
-            latents = sample(model.denoise, self.scheduler, shape, num_steps, cond=cond, uncond=uncond,
+            latents = sample(self.denoise, self.scheduler, shape, num_steps, cond=cond, uncond=uncond,
                              guidance=guidance, generator=generator, latents=latents, progress=progress,
                              device=model.device, dtype=model.dtype)
             return self.finish(latents)
@@ -151,13 +165,17 @@ class Generator(Module):
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         return loss
 
+    def validation_draws(self, x0: Tensor, batch_idx: int) -> tuple[Tensor, Tensor]:
+        """Noise and timesteps for ``x0``, drawn from a seed fixed per validation batch."""
+        generator = torch.Generator().manual_seed(VALIDATION_SEED + batch_idx)
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        return noise, self._timesteps(x0.shape[0], generator).to(x0.device)
+
     def validation_step(self, batch, batch_idx: int) -> None:
         """The training loss at noise and timesteps drawn from a seed fixed per batch, with
         the live weights (``val/loss``) and the EMA ones (``val/loss_ema``)."""
         x0, cond = self.latents_and_condition(batch)
-        generator = torch.Generator().manual_seed(VALIDATION_SEED + batch_idx)
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        t = self._timesteps(x0.shape[0], generator).to(x0.device)
+        noise, t = self.validation_draws(x0, batch_idx)
         self.log("val/loss", self.denoising_loss(x0, cond, noise, t), batch_size=x0.shape[0], sync_dist=True)
         if self.ema is not None:
             with self.ema.swapped_in(self._ema_live()):
