@@ -62,3 +62,24 @@ def tiny_checkpoint(tmp_path_factory, tiny_corpus) -> Path:
     ckpt = Path(cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path)
     assert ckpt.is_file()
     return ckpt
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory) -> Path:
+    """32-px photo crops (5 to train on, 1 to validate): each training crop is a whole image,
+    so a few steps fit them (the arbitrary-scale first stage and diffusion models)."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("sr_images")
+    rng = np.random.default_rng(0)
+    sources = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    for i in range(6):
+        img = sources[i % 3]
+        top, left = rng.integers(0, img.shape[0] - 128), rng.integers(0, img.shape[1] - 128)
+        split = root / ("val" if i == 5 else "train")
+        split.mkdir(exist_ok=True)
+        crop = Image.fromarray(img[top : top + 128, left : left + 128])
+        crop.resize((32, 32), Image.BICUBIC).save(split / f"{i}.png")
+    return root

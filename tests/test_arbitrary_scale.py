@@ -19,8 +19,7 @@ from codecgen.config import build
 from codecgen.generators.arbitrary_scale import ArbitraryScaleGenerator, ArbitraryScaleSR, GenerateOutput, UpscaleOutput
 from codecgen.generators.arbitrary_scale.first_stage import resize
 from codecgen.generators.arbitrary_scale.tiling import tile_boxes
-from conftest import ROOT
-from test_liif import images  # noqa: F401  (a fixture: 32-px photo crops, 5 to train on, 1 to validate)
+from tests.conftest import ROOT
 
 pytest.importorskip("diffusers")
 

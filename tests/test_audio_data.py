@@ -10,7 +10,13 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from codecgen.datamodules.audio import AudioDataModule, audio_info, iter_audio_chunks, load_audio
+from codecgen.datamodules.audio import (
+    AudioDataModule,
+    audio_info,
+    iter_audio_chunks,
+    load_audio,
+)
+from codecgen.datamodules.corpora.common import Package
 from codecgen.datamodules.signals import noise, tone, write_test_corpus
 
 torch.set_num_threads(1)
@@ -198,13 +204,12 @@ def test_audio_info_and_its_errors(tmp_path: Path, stereo_44k: tuple[Path, np.nd
 # --------------------------------------------------------------------------- speech corpus builder
 
 
-def _prompt_package(root: Path, prefix: str, n: int) -> "Package":
+def _prompt_package(root: Path, prefix: str, n: int) -> Package:
     """An extracted prompt package like the real one of ``prefix`` (it-menardi: 8 kHz WAV, es-co:
     8 kHz GSM), with ``n`` 0.3-s tones, a silence/ folder and an empty prompt (both skipped)."""
     import shutil
     import subprocess
 
-    from codecgen.datamodules.corpora.common import Package
     from codecgen.datamodules.corpora.speech import PROMPT_PACKAGES
 
     spec = next(p for p in PROMPT_PACKAGES if p.prefix == prefix)

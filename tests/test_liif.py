@@ -5,14 +5,12 @@ import csv
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 import codecgen
-from conftest import ROOT
+from tests.conftest import ROOT
 from codecgen import hub
 from codecgen.generators.arbitrary_scale.first_stage import ImplicitAutoencoder, resize
 from codecgen.nn.liif import LIIF, make_coord, sample_queries
@@ -152,24 +150,6 @@ def test_decoder_feature_mode_and_unchanged_default():
 
 
 # ----------------------------------------------------------------------------- first stage
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    """32-px photo crops: each training crop is a whole image, so a few steps fit them."""
-    import skimage.data
-
-    root = tmp_path_factory.mktemp("sr_images")
-    rng = np.random.default_rng(0)
-    sources = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
-    for i in range(6):
-        img = sources[i % 3]
-        top, left = rng.integers(0, img.shape[0] - 128), rng.integers(0, img.shape[1] - 128)
-        split = root / ("val" if i == 5 else "train")
-        split.mkdir(exist_ok=True)
-        crop = Image.fromarray(img[top : top + 128, left : left + 128])
-        crop.resize((32, 32), Image.BICUBIC).save(split / f"{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def trained(images, tmp_path_factory):
     from train import train_main

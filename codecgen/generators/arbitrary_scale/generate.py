@@ -14,6 +14,8 @@ DDIM, 200 steps, eta 1); the optimiser is AdamW (the authors: Adam).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -82,6 +84,7 @@ class ArbitraryScaleGenerator(LatentGenerator):
     """
 
     pipeline_class = GeneratePipeline
+    task: ClassVar[str] = "generate"  # infer.py's command for it (codecgen.cli.generate)
 
     def __init__(self, unet: nn.Module, scheduler: SchedulerMixin, first_stage: ImplicitAutoencoder,
                  first_stage_ckpt: str | None = None, scale_by_std: bool = True, **kwargs):

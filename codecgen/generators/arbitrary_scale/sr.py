@@ -60,6 +60,8 @@ Deviations from the authors' code, each for a reason:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -202,6 +204,8 @@ class ArbitraryScaleSR(LatentGenerator):
             (EMA) a fresh run starts from (the alignment stage).
         **kwargs: ``Generator``'s (prediction_type, min_snr_gamma, lr, ema_decay, ...).
     """
+
+    task: ClassVar[str] = "upscale"  # infer.py's command for it (codecgen.cli.generate)
 
     pipeline_class = UpscalePipeline
 
