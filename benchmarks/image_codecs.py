@@ -55,7 +55,7 @@ import torch  # noqa: E402
 from PIL import Image, features  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from _common import fmt, log, plain, table  # noqa: E402
+from _common import fmt, list_images, log, plain, table, to_pil  # noqa: E402
 from _common import machine_info as common_machine_info, one_thread  # noqa: E402
 
 import codecgen  # noqa: E402
@@ -93,15 +93,6 @@ def machine_info() -> dict:
 
     libs = {name: features.version(name) for name in ("jpg", "webp", "avif", "jpg_2000")}
     return common_machine_info() | {"pillow": PIL.__version__, "libs": libs}
-
-
-def list_images(data: Path, max_images: int | None) -> list[Path]:
-    folder = data / "val" if (data / "val").is_dir() else data
-    files = sorted(folder.glob("*.png"))
-    if not files:
-        sys.exit(f"error: no held-out .png images under {folder} "
-                 "(build them with `python -m codecgen.datamodules.prepare image --out data/images`)")
-    return files[:max_images] if max_images is not None else files
 
 
 def make_crops(files: list[Path], size: int, extra: int) -> list[dict]:
@@ -234,10 +225,6 @@ def anchor_specs(quick: bool) -> list[dict]:
     else:
         log("Pillow has no JPEG 2000 support: skipping the JPEG 2000 anchor")
     return specs
-
-
-def to_pil(x: torch.Tensor) -> Image.Image:
-    return Image.fromarray((x.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy(), "RGB")
 
 
 def round_trip(pil: Image.Image, fmt: str, kwargs: dict, scale: int) -> tuple[bytes, Image.Image, float, float]:

@@ -357,6 +357,16 @@ def _safe_pow(v: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, torch.where(positive, v, torch.ones_like(v)) ** exponent, torch.zeros_like(v))
 
 
+def ms_ssim_scales(size: int, n_weights: int = len(MS_SSIM_WEIGHTS), window_size: int = 11) -> int:
+    """How many scales ``ms_ssim`` uses on images whose shorter side is ``size``: each halves
+    the last (rounding up), up to ``n_weights``, while the image is no smaller than the window."""
+    n_scales = 0
+    while n_scales < n_weights and size >= window_size:
+        n_scales += 1
+        size = (size + 1) // 2  # avg_pool2d with padding = size % 2 rounds up
+    return n_scales
+
+
 def ms_ssim(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -383,11 +393,7 @@ def ms_ssim(
     _check_images(x, y)
     if len(weights) == 0:
         raise ValueError("need at least one MS-SSIM weight")
-    n_scales = 0
-    size = min(x.shape[-2:])
-    while n_scales < len(weights) and size >= window_size:
-        n_scales += 1
-        size = (size + 1) // 2  # avg_pool2d with padding = size % 2 rounds up
+    n_scales = ms_ssim_scales(min(x.shape[-2:]), len(weights), window_size)
     if n_scales == 0:
         raise ValueError(f"images of {tuple(x.shape[-2:])} are smaller than the {window_size}x{window_size} window")
     x, y = _as_float_images(x), _as_float_images(y.to(x.dtype))
