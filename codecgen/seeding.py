@@ -11,6 +11,8 @@ counters make the resumed run draw exactly what the uninterrupted one would have
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -20,6 +22,20 @@ def run_seed() -> int | None:
     Lightning records in ``PL_GLOBAL_SEED``; None for an unseeded run."""
     seed = os.environ.get("PL_GLOBAL_SEED")
     return int(seed) if seed is not None else None
+
+
+@contextmanager
+def unseeded_run() -> Iterator[None]:
+    """Train inside as an unseeded run (no per-batch reseeding), whatever ``seed_everything``
+    was called before in this process: ``PL_GLOBAL_SEED`` is process-wide, and a fit that is
+    part of an API call (a video codec fitting its clip) must not change with what the
+    caller trained earlier. Its randomness is then torch's global RNG, as the caller set it."""
+    saved = os.environ.pop("PL_GLOBAL_SEED", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PL_GLOBAL_SEED"] = saved
 
 
 def derive_seed(*keys: int) -> int:

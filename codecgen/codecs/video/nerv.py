@@ -42,11 +42,24 @@ from codecgen.codecs import bitstream
 from codecgen.codecs.base import Codec, CodecError
 from codecgen.codecs.limits import DecodeLimits
 from codecgen.codecs.limits import resolve as resolve_limits
-from codecgen.config import MOVED, build, class_path, configurable, init_spec, resolve_class
+from codecgen.config import (
+    MOVED,
+    build,
+    class_path,
+    configurable,
+    init_spec,
+    resolve_class,
+)
 from codecgen.nn.losses import FrequencyLoss, ms_ssim
 from codecgen.nn.nerv import ACTIVATIONS, HNeRVDecoder, NeRVDecoder
 from codecgen.nn.optim import Adan
-from codecgen.nn.weight_compression import GaussianRate, WeightQuantizer, decode_tensors, encode_tensors
+from codecgen.nn.weight_compression import (
+    GaussianRate,
+    WeightQuantizer,
+    decode_tensors,
+    encode_tensors,
+)
+from codecgen.seeding import unseeded_run
 
 STAGES = ("fit", "quantize")
 OPTIMIZERS = ("adam", "adan")
@@ -585,11 +598,12 @@ def fit_clip(datamodule, decoder: nn.Module, encoder: nn.Module | None, epochs: 
     common = dict(n_frames=datamodule.n_frames, frame_size=datamodule.frame_size, fps=datamodule.fps,
                   loss_weights=loss_weights)
     fitted = NeRVVideoCodec(decoder, encoder, stage="fit", lr=lr, optimizer=optimizer, **common)
-    trainer(epochs, callbacks).fit(fitted, datamodule)
-    quantized = NeRVVideoCodec(decoder, encoder, stage="quantize", rate_lambda=rate_lambda, prune_ratio=prune_ratio,
-                               lr=quant_lr, optimizer=quant_optimizer, **common)
-    quantized.load_state_dict(fitted.state_dict(), strict=False)
-    if prune_ratio > 0:
-        quantized.prune(prune_ratio)
-    trainer(quant_epochs).fit(quantized, datamodule)
+    with unseeded_run():  # the same fit whatever the caller's process trained before
+        trainer(epochs, callbacks).fit(fitted, datamodule)
+        quantized = NeRVVideoCodec(decoder, encoder, stage="quantize", rate_lambda=rate_lambda,
+                                   prune_ratio=prune_ratio, lr=quant_lr, optimizer=quant_optimizer, **common)
+        quantized.load_state_dict(fitted.state_dict(), strict=False)
+        if prune_ratio > 0:
+            quantized.prune(prune_ratio)
+        trainer(quant_epochs).fit(quantized, datamodule)
     return quantized.eval()
