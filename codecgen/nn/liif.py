@@ -141,12 +141,19 @@ class LIIF(nn.Module):
             raise ValueError(f"cell_decode needs cells shaped like coords {tuple(coords.shape)}")
         return self._query(self._unfold(features), coords, cells)
 
-    def _query(self, features: Tensor, coords: Tensor, cells: Tensor | None) -> Tensor:
+    def _query(self, features: Tensor, coords: Tensor, cells: Tensor | None,
+               window: tuple[int, int, int, int] | None = None) -> Tensor:
+        """``window`` = (top, left, grid_h, grid_w): ``features`` are rows top..top+h and
+        columns left..left+w of a grid_h x grid_w feature grid, and ``coords`` are relative
+        to that whole grid (None: the features are the whole grid). Every index is computed
+        on the whole grid, then shifted into the window: a query gets the same features,
+        centres and offsets from any window that holds its neighbourhood."""
         b, c, h, w = features.shape
+        top, left, grid_h, grid_w = window if window is not None else (0, 0, h, w)
         n = coords.shape[1]
         coords = coords.float()
         flat = features.flatten(2)
-        scale = torch.tensor([h, w], device=coords.device, dtype=coords.dtype)
+        scale = torch.tensor([grid_h, grid_w], device=coords.device, dtype=coords.dtype)
         radius = 1.0 / scale  # half a feature cell, in [-1, 1] units
         shifts = [(-1, -1), (-1, 1), (1, -1), (1, 1)] if self.local_ensemble else [(0, 0)]
         eps = _EPS_SHIFT if self.local_ensemble else 0.0
@@ -155,10 +162,13 @@ class LIIF(nn.Module):
             shifted = coords + torch.tensor([vy, vx], device=coords.device, dtype=coords.dtype) * radius + eps
             shifted = shifted.clamp(-1 + 1e-6, 1 - 1e-6)
             # the feature cell holding the shifted point (grid_sample nearest, align_corners=False)
-            iy = ((shifted[..., 0] + 1) * (h / 2)).floor().long().clamp(0, h - 1)
-            ix = ((shifted[..., 1] + 1) * (w / 2)).floor().long().clamp(0, w - 1)
-            feature = flat.gather(2, (iy * w + ix)[:, None].expand(b, c, n)).transpose(1, 2)
-            centre = torch.stack([_centres(iy, h, coords.dtype), _centres(ix, w, coords.dtype)], dim=-1)
+            iy = ((shifted[..., 0] + 1) * (grid_h / 2)).floor().long().clamp(0, grid_h - 1)
+            ix = ((shifted[..., 1] + 1) * (grid_w / 2)).floor().long().clamp(0, grid_w - 1)
+            if window is not None:
+                self._check_window(iy - top, ix - left, window, h, w)
+            index = (iy - top) * w + (ix - left)
+            feature = flat.gather(2, index[:, None].expand(b, c, n)).transpose(1, 2)
+            centre = torch.stack([_centres(iy, grid_h, coords.dtype), _centres(ix, grid_w, coords.dtype)], dim=-1)
             rel = (coords - centre) * scale
             inputs = [feature, rel.to(feature.dtype)]
             if self.cell_decode:
@@ -171,21 +181,62 @@ class LIIF(nn.Module):
         areas = [areas[3], areas[2], areas[1], areas[0]]  # each prediction weighted by its opposite's area
         return sum(p * (a / total).unsqueeze(-1).to(p.dtype) for p, a in zip(preds, areas))
 
+    def _check_window(self, iy: Tensor, ix: Tensor, window: tuple[int, int, int, int], h: int, w: int) -> None:
+        """The cells a window's queries read must lie in it; with ``feat_unfold`` also their
+        3x3 neighbourhoods, except across the whole grid's own borders (zero padding there
+        as in the whole grid; the window's other borders would pad with zeros wrongly)."""
+        top, left, grid_h, grid_w = window
+        k = 1 if self.feat_unfold else 0
+        low_y, low_x = (k if top > 0 else 0), (k if left > 0 else 0)
+        high_y = h - (k if top + h < grid_h else 0)
+        high_x = w - (k if left + w < grid_w else 0)
+        if iy.numel() and (int(iy.min()) < low_y or int(iy.max()) >= high_y
+                           or int(ix.min()) < low_x or int(ix.max()) >= high_x):
+            raise ValueError(f"the feature window ({h}x{w} cells at ({top}, {left}) of {grid_h}x{grid_w}) does not "
+                             "hold the neighbourhood of every query: give it a margin of cells around the region")
+
     def forward(self, features: Tensor, size: int | Sequence[int], chunk: int | None = 65536) -> Tensor:
         """Render (B, out_channels, H, W) for ``size`` = (H, W) (or an int: square), querying
         the pixel centres ``chunk`` at a time over the whole batch (``None``: all at once),
         so that, without gradients, memory beyond the output is bounded by the chunk."""
         self._check_features(features)
         height, width = _parse_size(size)
+        return self._render(features, None, (0, 0, height, width), (height, width), chunk)
+
+    def render_region(self, features: Tensor, window: Sequence[int], grid_size: Sequence[int],
+                      box: Sequence[int], size: int | Sequence[int], chunk: int | None = 65536) -> Tensor:
+        """Pixels ``box`` = (top, left, bottom, right) of the (H, W) = ``size`` image that
+        ``forward`` renders from a ``grid_size`` (gh, gw) feature grid, from a window of it
+        alone: ``features`` (B, C, h, w) are its cells from ``window`` = (top, left) on.
+        The same pixels as ``forward`` gives (to float rounding: the MLP runs on other
+        batches) when the window holds the cells around the box: 1 cell of margin (2 with
+        ``feat_unfold``) on every side that is not the grid's border; else a ValueError.
+        For rendering an image tile by tile with memory bounded by the tile."""
+        self._check_features(features)
+        height, width = _parse_size(size)
+        grid_h, grid_w = (int(v) for v in grid_size)
+        top, left = (int(v) for v in window)
+        if not (0 <= top and top + features.shape[-2] <= grid_h and 0 <= left and left + features.shape[-1] <= grid_w):
+            raise ValueError(f"a {tuple(features.shape[-2:])} window at ({top}, {left}) does not fit in the "
+                             f"{grid_h}x{grid_w} grid")
+        y0, x0, y1, x1 = (int(v) for v in box)
+        if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
+            raise ValueError(f"box {tuple(box)} is not a non-empty region of the {height}x{width} image")
+        return self._render(features, (top, left, grid_h, grid_w), (y0, x0, y1, x1), (height, width), chunk)
+
+    def _render(self, features: Tensor, window: tuple[int, int, int, int] | None, box: tuple[int, int, int, int],
+                size: tuple[int, int], chunk: int | None) -> Tensor:
         if chunk is not None and chunk < 1:
             raise ValueError(f"chunk must be positive or None, got {chunk}")
-        b = features.shape[0]
+        (height, width), (y0, x0, y1, x1) = size, box
+        b, rows, cols = features.shape[0], y1 - y0, x1 - x0
         unfolded = self._unfold(features)
-        total = height * width
+        total = rows * cols
         step = total if chunk is None else max(1, chunk // max(b, 1))
         out = torch.empty(b, self.out_channels, total, device=features.device, dtype=features.dtype)
         for start in range(0, total, step):
-            index = torch.arange(start, min(start + step, total), device=features.device).expand(b, -1)
+            local = torch.arange(start, min(start + step, total), device=features.device)
+            index = ((local // cols + y0) * width + local % cols + x0).expand(b, -1)
             coords, cells = pixel_queries(index, height, width)
-            out[:, :, start : start + index.shape[1]] = self._query(unfolded, coords, cells).transpose(1, 2)
-        return out.view(b, self.out_channels, height, width)
+            out[:, :, start : start + index.shape[1]] = self._query(unfolded, coords, cells, window).transpose(1, 2)
+        return out.view(b, self.out_channels, rows, cols)

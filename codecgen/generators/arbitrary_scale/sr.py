@@ -28,9 +28,22 @@ x0 = encode(HR) lies in training. The sampled latent is rendered at the working 
 cropped to H x W, so a size that is no multiple of anything costs at most a few padded
 rows and columns and no geometric distortion. The first stage's decoder always renders
 at 4x its grid, the ratio it was trained at; the diffusion model synthesises detail at
-the output's resolution, so its cost grows with the output's area: ``tile`` bounds its
-memory (``codecgen.generators.arbitrary_scale.tiling``) and the LIIF renders in chunks.
-The first stage's encoder and feature decoder still run on the whole image at once.
+the output's resolution, so its cost grows with the output's area. ``tile`` bounds the
+memory of every network: the UNet denoises tile by tile, blended at every step
+(``codecgen.generators.arbitrary_scale.tiling``); the condition is encoded, and the
+sampled latent decoded to features and rendered by the LIIF, window by window: each
+window is a core of at most ``tile`` latent cells plus ``tile_margin`` cells of context
+on every side that is not the image's border, and keeps its core's cells (pixels). The
+enlarged LR is never built whole: each window's pixels are gathered from the LR by
+nearest-neighbour indices (the same pixels as enlarging the whole image and padding it).
+Only the latents and the output are whole-image tensors. This is an approximation: the
+first stage's middle-block self-attention and its GroupNorms see the window, not the
+image (global in the untiled model, local to tile + margin here), so tiled output
+differs from untiled by a little (the test measures it) and more with a smaller margin;
+convolutions alone would match exactly once the margin covers their receptive field.
+The LIIF part is exact: a core's pixels read only the 2 x 2 features around them, which
+a margin of 1 cell holds (``LIIF.render_region``). ``tile=None``: every network runs on
+the whole image at once (the LIIF still in chunks).
 
 ``diffusion=False`` skips sampling and renders the condition latent itself: the first
 stage's reconstruction of the nearest-neighbour-enlarged LR, through its LIIF (the
@@ -74,7 +87,7 @@ from torch import Tensor, nn
 from codecgen.config import configurable
 from codecgen.generators.arbitrary_scale.first_stage import ImplicitAutoencoder, resize
 from codecgen.generators.arbitrary_scale.latent import LatentGenerator, hw_pair
-from codecgen.generators.arbitrary_scale.tiling import tile_boxes, tiled
+from codecgen.generators.arbitrary_scale.tiling import first_stage_windows, tile_boxes, tiled
 from codecgen.generators.base import GeneratorPipeline
 from codecgen.nn.diffusion import copy_scheduler, diffusion_loss, predicted_x0, snr, training_target
 
@@ -91,6 +104,32 @@ def enlarge(images: Tensor, size: Sequence[int]) -> Tensor:
     if size[0] >= images.shape[-2] and size[1] >= images.shape[-1]:
         return F.interpolate(images.float(), size=size, mode="nearest-exact")
     return resize(images, size)
+
+
+def _nearest_sources(n_in: int, n_out: int, padded: int, device) -> Tensor:
+    """For each of ``padded`` positions of an axis enlarged from ``n_in`` to ``n_out`` by
+    ``enlarge`` (nearest-exact) and replicate-padded to ``padded``: the input position it
+    copies. Computed by ``F.interpolate`` itself, so the arithmetic is exactly its own."""
+    source = F.interpolate(torch.arange(n_in, dtype=torch.float32, device=device)[None, None], size=n_out,
+                           mode="nearest-exact")[0, 0].long()
+    return source[torch.arange(padded, device=device).clamp(max=n_out - 1)]
+
+
+def condition_pixels(lr: Tensor, size: Sequence[int], multiple: int) -> Callable[[int, int, int, int], Tensor]:
+    """LR images (B, 3, h, w) in [-1, 1] -> ``pixels(top, left, bottom, right)``: that region
+    of the LR enlarged to ``size`` (``enlarge``) and replicate-padded on the bottom/right to
+    the next multiples of ``multiple``. Enlarging, the region is gathered from the LR alone
+    (memory: the region); where ``size`` shrinks a side (bicubic) the whole image is made once."""
+    size = tuple(size)
+    padded = (size[0] + -size[0] % multiple, size[1] + -size[1] % multiple)
+    if size[0] >= lr.shape[-2] and size[1] >= lr.shape[-1]:
+        lr = lr.float()
+        rows, cols = (_nearest_sources(lr.shape[-2 + i], size[i], padded[i], lr.device) for i in range(2))
+        return lambda top, left, bottom, right: lr[..., rows[top:bottom], :][..., cols[left:right]]
+    image = enlarge(lr, size)
+    if padded != size:
+        image = F.pad(image, (0, padded[1] - size[1], 0, padded[0] - size[0]), mode="replicate")
+    return lambda top, left, bottom, right: image[..., top:bottom, left:right]
 
 
 def _images(image) -> Tensor:
@@ -121,7 +160,7 @@ def output_size(height: int, width: int, scale=None, size=None) -> tuple[int, in
 
 class UpscalePipeline(GeneratorPipeline):
     """``pipe(image, scale=|size=, num_steps=, seed=, guidance=, diffusion=, tile=,
-    tile_overlap=, progress=) -> UpscaleOutput``. One call at a time per pipeline."""
+    tile_overlap=, tile_margin=, progress=) -> UpscaleOutput``. One call at a time per pipeline."""
 
     def __init__(self, model: ArbitraryScaleSR, scheduler):
         super().__init__(model, scheduler)
@@ -133,24 +172,30 @@ class UpscalePipeline(GeneratorPipeline):
 
     def __call__(self, image: Tensor, scale: float | None = None, size: Sequence[int] | None = None,
                  num_steps: int = 50, seed: int | None = None, guidance: float = 1.0, diffusion: bool = True,
-                 tile: int | None = None, tile_overlap: int = 8,
+                 tile: int | None = None, tile_overlap: int = 8, tile_margin: int = 8,
                  progress: Callable[[int, int], None] | None = None) -> UpscaleOutput:
         """``image`` (3, h, w) or (B, 3, h, w) in [0, 1] -> (B, 3, H, W) in [0, 1] for ``scale``
         or ``size``. ``tile``: the largest latent side the UNet sees at once (positions; a
         multiple of its downsampling, rounded down), neighbours sharing 2 x ``tile_overlap``;
-        None: the whole latent. ``progress(done, total)`` counts UNet calls: steps x tiles.
+        None: the whole latent. With ``tile``, the first stage's encoder and feature
+        decoder also run window by window: cores of ``tile`` latent cells with
+        ``tile_margin`` cells of context (>= 1; see the module docstring's Geometry).
+        ``progress(done, total)`` counts UNet calls: steps x tiles.
         ``diffusion=False``: the first stage alone (see the module docstring)."""
         lr = _images(image)
         size = output_size(*lr.shape[-2:], scale=scale, size=size)
-        for name, value, least in (("tile", tile, 1), ("tile_overlap", tile_overlap, 0)):
+        for name, value, least in (("tile", tile, 1), ("tile_overlap", tile_overlap, 0),
+                                   ("tile_margin", tile_margin, 1)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
                                       or value < least):
                 raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
         model = self.model
         if not diffusion:
             with model.sampling():
-                return UpscaleOutput(images=model.render(model.condition(lr, size), size))
-        self._run = {"size": size, "tile": tile, "overlap": tile_overlap, "progress": progress, "steps": num_steps}
+                cond = model.condition(lr, size, tile, tile_margin)
+                return UpscaleOutput(images=model.render(cond, size, tile, tile_margin))
+        self._run = {"size": size, "tile": tile, "overlap": tile_overlap, "margin": tile_margin,
+                     "progress": progress, "steps": num_steps}
         try:
             return super().__call__(lr, num_steps=num_steps, seed=seed, guidance=guidance)
         finally:
@@ -158,7 +203,7 @@ class UpscalePipeline(GeneratorPipeline):
 
     def prepare(self, lr: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         run, model = self._run, self.model
-        cond = model.condition(lr, run["size"])
+        cond = model.condition(lr, run["size"], run["tile"], run["margin"])
         h, w = cond.shape[-2:]
         tile = run["tile"] or max(h, w)
         boxes = tile_boxes(h, w, tile, run["overlap"] if run["tile"] else 0, model.unet_factor)
@@ -178,7 +223,8 @@ class UpscalePipeline(GeneratorPipeline):
         return self._run["denoise"](x_t, t, cond)
 
     def finish(self, latents: Tensor) -> UpscaleOutput:
-        return UpscaleOutput(images=self.model.render(latents, self._run["size"]))
+        run = self._run
+        return UpscaleOutput(images=self.model.render(latents, run["size"], run["tile"], run["margin"]))
 
 
 @configurable
@@ -239,22 +285,48 @@ class ArbitraryScaleSR(LatentGenerator):
     def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         return self.unet(torch.cat([x_t, cond], 1), t).sample
 
-    def condition(self, lr: Tensor, size: Sequence[int]) -> Tensor:
+    def condition(self, lr: Tensor, size: Sequence[int], tile: int | None = None, margin: int = 8) -> Tensor:
         """LR images (B, 3, h, w) in [0, 1] -> the condition latent for an output of ``size``:
-        enlarged to ``size``, replicate-padded to the working size, encoded."""
-        q = self.pixel_multiple
-        image = enlarge(lr.to(self.device) * 2 - 1, size)
-        pad_h, pad_w = -size[0] % q, -size[1] % q
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
-        return self.encode(image)
+        enlarged to ``size``, replicate-padded to the working size, encoded; with ``tile``,
+        window by window (``tile`` latent cells + ``margin`` of context, the enlarged image
+        never whole; see the module docstring)."""
+        q, f = self.pixel_multiple, self.first_stage.downsampling_factor
+        pixels = condition_pixels(lr.to(self.device) * 2 - 1, size, q)
+        gh, gw = -(-size[0] // q) * q // f, -(-size[1] // q) * q // f
+        if tile is None:
+            return self.encode(pixels(0, 0, gh * f, gw * f))
+        cond = None
+        with torch.no_grad():
+            for window in first_stage_windows(gh, gw, tile, margin):
+                top, left, bottom, right = window
+                z = self.encode(pixels(top * f, left * f, bottom * f, right * f))
+                if cond is None:
+                    cond = z.new_empty(*z.shape[:2], gh, gw)
+                ct, cl, cb, cr = window.core
+                cond[..., ct:cb, cl:cr] = z[..., ct - top : cb - top, cl - left : cr - left]
+        return cond
 
-    def render(self, latents: Tensor, size: Sequence[int]) -> Tensor:
+    def render(self, latents: Tensor, size: Sequence[int], tile: int | None = None, margin: int = 8) -> Tensor:
         """Latents on a working grid -> images (B, 3, H, W) in [0, 1]: rendered at the
-        working size, cropped to ``size``."""
-        f = self.first_stage.downsampling_factor
-        images = self.decode_latents(latents, (latents.shape[-2] * f, latents.shape[-1] * f))
-        return images[..., : size[0], : size[1]].contiguous()
+        working size, cropped to ``size``; with ``tile``, window by window into the output
+        (the feature decoder on ``tile`` + ``margin`` cells, the LIIF on the core's pixels)."""
+        f, (gh, gw) = self.first_stage.downsampling_factor, latents.shape[-2:]
+        working = (gh * f, gw * f)
+        if tile is None:
+            return self.decode_latents(latents, working)[..., : size[0], : size[1]].contiguous()
+        stage, latents = self.first_stage, latents.to(self.device)
+        out = torch.empty(latents.shape[0], stage.liif.out_channels, *size, device=self.device)
+        with torch.no_grad():
+            for window in first_stage_windows(gh, gw, tile, margin):
+                top, left, bottom, right = window
+                ct, cl, cb, cr = window.core
+                box = (ct * f, cl * f, min(cb * f, size[0]), min(cr * f, size[1]))
+                if box[0] >= box[2] or box[1] >= box[3]:
+                    continue  # a core wholly in the padding
+                features = stage.features(latents[..., top:bottom, left:right] / self.latent_scale)
+                pixels = stage.liif.render_region(features, (top, left), (gh, gw), box, working, chunk=stage.chunk)
+                out[..., box[0] : box[2], box[1] : box[3]] = (pixels.clamp(-1, 1) + 1) / 2
+        return out
 
     def degrade(self, hr: Tensor) -> Tensor:
         """HR crops (B, 3, H, W) in [-1, 1] -> their LR versions (per-sample scale in

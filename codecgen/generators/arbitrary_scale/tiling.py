@@ -8,6 +8,10 @@ and the initial and per-step noise are those of the untiled latent (same seed, s
 
 The layout is ``codecgen.datamodules.image.iter_tiles`` on the grid of whole UNet cells,
 so every tile's sides are multiples of the UNet's downsampling factor.
+
+The first stage (encoder, feature decoder, LIIF) needs no blending: ``first_stage_windows``
+gives windows of a core plus a margin of context, and each keeps its core only (as the
+VQGAN image codec codes blocks with a margin of context).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from codecgen.datamodules.image import iter_tiles
+from codecgen.datamodules.image import Tile, iter_tiles
 from codecgen.nn.diffusion import Denoiser, map_condition
 
 Box = tuple[int, int, int, int]  # top, left, bottom, right
@@ -85,3 +89,13 @@ def tiled(denoise: Denoiser, boxes: list[tuple[Box, Tensor]], on_tile: Callable[
                 on_tile()
         return (out / total).to(x.dtype)
     return run
+
+
+def first_stage_windows(height: int, width: int, tile: int, margin: int) -> list[Tile]:
+    """Windows over a ``height`` x ``width`` latent, none larger than ``tile + 2 * margin``
+    a side: cores partitioning it (``.core``; at most ``tile`` cells along a side longer
+    than ``tile + 2 * margin``), each grown by ``margin`` cells of context where it is not
+    the latent's border. One window, the whole latent, when it fits."""
+    if tile < 1 or margin < 0:
+        raise ValueError(f"tile must be >= 1 and margin >= 0, got {tile} and {margin}")
+    return list(iter_tiles(height, width, tile + 2 * margin, margin))
