@@ -173,7 +173,7 @@ def _upscale(model, args, image, alpha, mode, scale, size, targets: list[Path]) 
     """Sample one image per target (seeds ``--seed`` + k) into staged files."""
     import torch
 
-    from codecgen.datamodules.image import _resize, save_image
+    from codecgen.datamodules.image import resize_image, save_image
 
     pipe = model.pipeline(args.scheduler)
     out_alpha = None
@@ -185,7 +185,7 @@ def _upscale(model, args, image, alpha, mode, scale, size, targets: list[Path]) 
                        progress=bar.callback(k))
             result = out.images[0].cpu()
             if alpha is not None and out_alpha is None:  # the same plane for every sample
-                out_alpha = _resize(alpha, *result.shape[-2:])
+                out_alpha = resize_image(alpha, *result.shape[-2:])
             save_image(result, temp, mode=mode, alpha=out_alpha)
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "iter_tiles",
     "load_image",
     "load_image_with_alpha",
+    "resize_image",
     "save_image",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
@@ -340,7 +341,7 @@ def _val_position(k: int) -> tuple[float, float]:
     return (0.5, 0.5) if k == 0 else (_halton(k, 3), _halton(k, 2))
 
 
-def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def resize_image(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Bicubic resize of (C, h, w) in [0, 1] (antialiased when shrinking), clamped to [0, 1]."""
     if tuple(x.shape[-2:]) == (height, width):
         return x
@@ -423,7 +424,7 @@ class ImageCrops(Dataset):
         side = max(1, min(round(self.crop / scale), h, w))
         top = int(torch.randint(0, h - side + 1, (), generator=generator))
         left = int(torch.randint(0, w - side + 1, (), generator=generator))
-        x = _resize(_to_unit(pixels[top : top + side, left : left + side]), self.crop, self.crop)
+        x = resize_image(_to_unit(pixels[top : top + side, left : left + side]), self.crop, self.crop)
         if bool(torch.rand((), generator=generator) < 0.5):
             x = x.flip(-1)
         return x
@@ -439,7 +440,7 @@ class ImageCrops(Dataset):
             return _to_unit(pixels[top : top + c, left : left + c])
         scale = c / min(h, w)  # upscale so that the shorter side is exactly one crop
         h, w = max(c, round(h * scale)), max(c, round(w * scale))
-        x = _resize(_to_unit(pixels), h, w)
+        x = resize_image(_to_unit(pixels), h, w)
         top, left = round((h - c) * fy), round((w - c) * fx)
         return x[:, top : top + c, left : left + c].contiguous()
 
