@@ -11,7 +11,11 @@
    20% of its indices lost, and restored), next to WebP at 1/4 resolution and JPEG 2000
    at their lowest rates;
 5. video: an HNeRV fitted to 24 frames of a held-out clip at 64x64 (about two minutes)
-   with ``infer.py encode-video``, decoded with ``decode-video``, next to x265.
+   with ``infer.py encode-video``, decoded with ``decode-video``, next to x265;
+6. generators: a 48-px crop of the held-out photo upscaled x4 by the shipped arbitrary-scale
+   SR model through ``infer.py upscale`` (its LIIF alone, then with 20 diffusion steps) next
+   to bicubic and Lanczos; then ``infer.py generate`` samples two images, each decoded at two
+   sizes from one latent.
 
 Its data: the default corpora under ``data/`` where they are built (``make corpus``,
 ``make image-corpus``, ``make video-corpus``), else, built first in under a minute, the
@@ -170,6 +174,57 @@ def image_demo(corpus: Path) -> None:
     print("(bpp from whole files, headers included; benchmarks/image_codecs.py has the full comparison)")
 
 
+def generator_demo(corpus: Path) -> None:
+    from PIL import Image
+
+    from codecgen.datamodules.image import load_image
+
+    shipped = [name for name in ("arbitrary-sr", "arbitrary-gen") if (SHIPPED_DIR / name / "config.json").is_file()]
+    if not shipped:
+        print("(no shipped arbitrary-sr / arbitrary-gen: generator part skipped)")
+        return
+    infer = [sys.executable, "infer.py"]
+    if "arbitrary-sr" in shipped:
+        held_out = sorted((corpus / "val").glob("*.png"))
+        photo = next((p for p in held_out if p.stem == "skimage_astronaut"), held_out[0])
+        full = Image.open(photo).convert("RGB")
+        side, scale = 192, 4
+        left, top = (full.width - side) // 2, (full.height - side) // 2
+        hr_path, lr_path = OUT / "sr_hr.png", OUT / "sr_lr.png"
+        hr = full.crop((left, top, left + side, top + side))
+        hr.save(hr_path)
+        hr.resize((side // scale,) * 2, Image.BICUBIC, reducing_gap=None).save(lr_path)
+        print(f"\n== upscaling: a {side // scale}-px crop of held-out {photo.name}, x{scale} "
+              "(arbitrary-sr; under a minute) ==", flush=True)
+        rows = []
+        for name, extra in (("LIIF only (--no-diffusion)", ["--no-diffusion"]),
+                            ("latent diffusion, DPM-Solver 20 steps", ["--steps", "20", "--scheduler", "dpm"])):
+            out = OUT / f"sr_x{scale}_{'liif' if extra == ['--no-diffusion'] else 'ldm'}.png"
+            seconds = run(infer + ["upscale", "--model", "arbitrary-sr", str(lr_path), str(out), "--scale", str(scale),
+                                   *extra, "--overwrite", "--quiet"])
+            rows.append((f"arbitrary-sr, {name}", load_image(out)[0], seconds))
+        lr = Image.open(lr_path)
+        for name, method in (("bicubic", Image.BICUBIC), ("Lanczos", Image.LANCZOS)):
+            out = OUT / f"sr_x{scale}_{name.lower()}.png"
+            lr.resize((side, side), method).save(out)
+            rows.append((name, load_image(out)[0], None))
+        ref, _ = load_image(hr_path)
+        print(f"{'method':46}{'PSNR':>8}{'MS-SSIM':>9}{'wall s':>8}")
+        for name, img, seconds in rows:
+            wall = f"{seconds:8.1f}" if seconds is not None else f"{'':8}"
+            print(f"{name:46}{metrics.psnr(ref, img):8.2f}{metrics.ms_ssim(ref, img):9.3f}{wall}")
+        print("(wall time of infer.py incl. start-up; benchmarks/super_resolution.py has scales x2..x12, "
+              "GMSD, HaarPSI, consistency and memory)")
+    if "arbitrary-gen" in shipped:
+        folder = OUT / "generated"
+        print("\n== generating: two images from arbitrary-gen, each latent decoded at 96x96 and at 256x160 ==",
+              flush=True)
+        seconds = run(infer + ["generate", "--model", "arbitrary-gen", "--size", "96x96", "--size", "256x160",
+                               "--num", "2", "--steps", "20", "--scheduler", "dpm", "--seed", "0", str(folder),
+                               "--overwrite", "--quiet"])
+        print(f"{len(list(folder.glob('*.png')))} images in {folder} ({seconds:.1f} s incl. start-up)")
+
+
 def video_demo(corpus: Path) -> None:
     from codecgen.datamodules.video import classical_round_trip, load_video, write_video
 
@@ -267,6 +322,7 @@ def main() -> None:
     print(f"files: {OUT}")
     image_demo(images)
     video_demo(video)
+    generator_demo(images)
 
 
 if __name__ == "__main__":
