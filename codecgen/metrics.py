@@ -20,7 +20,7 @@ from typing import Union
 import numpy as np
 import torch
 
-__all__ = ["pesq_wb", "stoi", "mel_distance", "si_sdr", "psnr", "ssim", "ms_ssim", "gmsd", "kbps", "bpp"]
+__all__ = ["pesq_wb", "stoi", "mel_distance", "si_sdr", "psnr", "batch_psnr", "ssim", "ms_ssim", "gmsd", "kbps", "bpp"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -117,6 +117,13 @@ def si_sdr(ref: ArrayLike, deg: ArrayLike, eps: float = 1e-12) -> float:
     target = alpha * r
     residual = d - target
     return float(10 * np.log10((np.dot(target, target) + eps) / (np.dot(residual, residual) + eps)))
+
+
+def batch_psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of the mean squared error over a whole batch in [0, 1], as a tensor (what
+    training loops log); floored at 1e-10 MSE (100 dB) so identical batches stay finite."""
+    mse = torch.nn.functional.mse_loss(output.float(), target.float())
+    return -10 * torch.log10(mse.clamp(min=1e-10))
 
 
 def psnr(ref: ArrayLike, deg: ArrayLike, max_val: float = 1.0) -> float:

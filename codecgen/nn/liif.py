@@ -32,6 +32,7 @@ image is rendered at an odd multiple of the feature grid's size).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -78,11 +79,14 @@ def sample_queries(image: Tensor, n: int, generator: torch.Generator | None = No
     return coords, cells, targets
 
 
-def _parse_size(size: int | Sequence[int]) -> tuple[int, int]:
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"output size must be at least 1x1, got {height}x{width}")
-    return int(height), int(width)
+def hw_pair(value, name: str, least: int = 1) -> tuple[int, int]:
+    """A (height, width) argument (an int: square) as two ints >= ``least``, or one clear error."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    if (not isinstance(value, Sequence) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least for v in value)):
+        raise ValueError(f"{name} must be (height, width), whole numbers >= {least}, got {value!r}")
+    return int(value[0]), int(value[1])
 
 
 @configurable
@@ -200,7 +204,7 @@ class LIIF(nn.Module):
         the pixel centres ``chunk`` at a time over the whole batch (``None``: all at once),
         so that, without gradients, memory beyond the output is bounded by the chunk."""
         self._check_features(features)
-        height, width = _parse_size(size)
+        height, width = hw_pair(size, "output size")
         return self._render(features, None, (0, 0, height, width), (height, width), chunk)
 
     def render_region(self, features: Tensor, window: Sequence[int], grid_size: Sequence[int],
@@ -213,7 +217,7 @@ class LIIF(nn.Module):
         ``feat_unfold``) on every side that is not the grid's border; else a ValueError.
         For rendering an image tile by tile with memory bounded by the tile."""
         self._check_features(features)
-        height, width = _parse_size(size)
+        height, width = hw_pair(size, "output size")
         grid_h, grid_w = (int(v) for v in grid_size)
         top, left = (int(v) for v in window)
         if not (0 <= top and top + features.shape[-2] <= grid_h and 0 <= left and left + features.shape[-1] <= grid_w):

@@ -55,6 +55,7 @@ from codecgen.codecs.base import Codec, CodecError
 from codecgen.codecs.image import format as image_format
 from codecgen.codecs.image.format import ENTROPY_KINDS, HASH_CHARS, MODES, index_payload_bytes  # noqa: F401 (re-exported)
 from codecgen.codecs.limits import DecodeLimits
+from codecgen.metrics import batch_psnr
 from codecgen.nn import entropy
 from codecgen.config import configurable
 from codecgen.nn.index_transformer import group_masks
@@ -608,16 +609,14 @@ class VQGANCompression(Codec):
         psnr = {}
         for k in self.available_sizes():
             codes = self.encode((x + 1) / 2, k)  # batches are in [-1, 1], encode takes [0, 1]
-            mse = F.mse_loss(self.decode(codes, k), (x + 1) / 2)
-            psnr[k] = -10 * torch.log10(mse.clamp(min=1e-10))
+            psnr[k] = batch_psnr(self.decode(codes, k), (x + 1) / 2)
             self.log(f"val/psnr_{k}", psnr[k], batch_size=x.shape[0], sync_dist=True)
             if self.restorer is not None and self.stage == "restorer":
                 level = self.codebook_sizes.index(k)
                 lost = torch.rand(codes[:, 0].shape, device=x.device) < 0.2
                 restored = self.restorer.restore(codes[:, 0], lost, level, self.restore_steps,
                                                  self.levels[str(k)].quantizer.codebook)
-                mse = F.mse_loss(self.decode(restored[:, None], k), (x + 1) / 2)
-                self.log(f"val/psnr_restored20_{k}", -10 * torch.log10(mse.clamp(min=1e-10)),
+                self.log(f"val/psnr_restored20_{k}", batch_psnr(self.decode(restored[:, None], k), (x + 1) / 2),
                          batch_size=x.shape[0], sync_dist=True)
         # the headline number: the trained rate, or the smallest one while shrinking
         main = self.trained_size if self.stage != "shrink" else self.codebook_sizes[-1]
@@ -630,5 +629,5 @@ class VQGANCompression(Codec):
             outputs = {"val/ms_ssim": self.decode(self.encode(target, main), main), "val/ceiling_ms_ssim": ceiling}
             for name, out in outputs.items():
                 self.log(name, ms_ssim(out, target), batch_size=x.shape[0], sync_dist=True)
-            self.log("val/ceiling_psnr", -10 * torch.log10(F.mse_loss(ceiling, target).clamp(min=1e-10)),
+            self.log("val/ceiling_psnr", batch_psnr(ceiling, target),
                      batch_size=x.shape[0], sync_dist=True)

@@ -42,6 +42,7 @@ from codecgen.codecs import bitstream
 from codecgen.codecs.base import Codec, CodecError
 from codecgen.codecs.limits import DecodeLimits
 from codecgen.codecs.limits import resolve as resolve_limits
+from codecgen.metrics import batch_psnr
 from codecgen.config import (
     MOVED,
     build,
@@ -350,8 +351,7 @@ class NeRVVideoCodec(Codec):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         x, index = batch["frame"], batch["index"]
         y = self.render(index, x if self.stage == "fit" and self.hybrid else None)
-        mse = F.mse_loss(y.float(), x.float())
-        self.log("val/psnr", -10 * torch.log10(mse.clamp(min=1e-10)), prog_bar=True, batch_size=x.shape[0])
+        self.log("val/psnr", batch_psnr(y, x), prog_bar=True, batch_size=x.shape[0])
 
     @torch.no_grad()
     def store_embeddings(self, frames: Tensor, index: Tensor) -> None:

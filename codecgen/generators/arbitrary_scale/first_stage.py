@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codecgen.config import configurable
+from codecgen.metrics import batch_psnr
 from codecgen.module import Module
 from codecgen.nn.liif import sample_queries
 
@@ -49,12 +50,6 @@ def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x.float()
     return F.interpolate(x.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
-
-
-def _psnr(x: Tensor, y: Tensor) -> Tensor:
-    """PSNR in dB of two batches in [-1, 1], measured on [0, 1]."""
-    mse = F.mse_loss((x.float() + 1) / 2, (y.float() + 1) / 2)
-    return -10 * torch.log10(mse.clamp(min=1e-10))
 
 
 @configurable
@@ -197,6 +192,6 @@ class ImplicitAutoencoder(Module):
             target = resize(x, size).clamp(-1, 1)
             out = self.liif(features, size, chunk=self.chunk).float().clamp(-1, 1)
             name = "val/psnr" if s == 1 else f"val/psnr_down{s:g}"
-            self.log(name, _psnr(out, target), prog_bar=s == 1, batch_size=x.shape[0], sync_dist=True)
+            self.log(name, batch_psnr((out + 1) / 2, (target + 1) / 2), prog_bar=s == 1, batch_size=x.shape[0], sync_dist=True)
             if s == 1:
                 self.log("val/l1", F.l1_loss(out, target), batch_size=x.shape[0], sync_dist=True)

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from codecgen.config import configurable
 from codecgen.generators.arbitrary_scale.first_stage import ImplicitAutoencoder
-from codecgen.generators.arbitrary_scale.latent import LatentGenerator, hw_pair
+from codecgen.generators.arbitrary_scale.latent import LatentGenerator
+from codecgen.nn.liif import hw_pair
 from codecgen.generators.base import GeneratorPipeline
 
 

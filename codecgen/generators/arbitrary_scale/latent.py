@@ -17,7 +17,6 @@ FROZEN ``ImplicitAutoencoder`` (its first stage), which decodes a latent at any 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import torch
@@ -26,16 +25,6 @@ from torch import Tensor
 
 from codecgen.generators.arbitrary_scale.first_stage import ImplicitAutoencoder
 from codecgen.generators.base import Generator
-
-
-def hw_pair(value, name: str, least: int = 1) -> tuple[int, int]:
-    """A (height, width) argument (an int: square) as two ints >= ``least``, or one clear error."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value, value)
-    if (not isinstance(value, Sequence) or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least for v in value)):
-        raise ValueError(f"{name} must be (height, width), whole numbers >= {least}, got {value!r}")
-    return int(value[0]), int(value[1])
 
 
 class LatentGenerator(Generator):

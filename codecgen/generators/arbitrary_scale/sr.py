@@ -86,7 +86,8 @@ from torch import Tensor, nn
 
 from codecgen.config import configurable
 from codecgen.generators.arbitrary_scale.first_stage import ImplicitAutoencoder, resize
-from codecgen.generators.arbitrary_scale.latent import LatentGenerator, hw_pair
+from codecgen.generators.arbitrary_scale.latent import LatentGenerator
+from codecgen.nn.liif import hw_pair
 from codecgen.generators.arbitrary_scale.tiling import first_stage_windows, tile_boxes, tiled
 from codecgen.generators.base import GeneratorPipeline
 from codecgen.nn.diffusion import copy_scheduler, diffusion_loss, predicted_x0, snr, training_target
