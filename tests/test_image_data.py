@@ -270,6 +270,20 @@ def test_batches_are_crops_in_minus_one_one(folder: Path) -> None:
     assert torch.equal(val, again)
 
 
+def test_decoded_image_cache_is_sized_by_cache_mb(folder: Path) -> None:
+    """``cache_mb`` bounds each process's cache of decoded images: 0 keeps only the last
+    one, a large cache keeps every image it decoded; crops are the same either way."""
+    tiny, large = _dm(folder, cache_mb=0), _dm(folder, cache_mb=64)
+    for dm in (tiny, large):
+        for i in range(len(dm.val_set)):
+            dm.val_set[i]
+    assert len(tiny.val_set._cache) == 1 and len(large.val_set._cache) == len(large.val_files) > 1
+    assert torch.equal(torch.stack([tiny.val_set[i] for i in range(len(tiny.val_set))]),
+                       torch.stack([large.val_set[i] for i in range(len(large.val_set))]))
+    with pytest.raises(ValueError, match="cache_mb"):
+        ImageDataModule(root=str(folder), cache_mb=-1)
+
+
 def test_small_images_are_upscaled_and_weights_follow_area(folder: Path) -> None:
     small = next(f for f in _dm(folder, val_fraction=0.0).train_files if f.path.stem == "img7")
     from codecgen.datamodules.image import ImageCrops
