@@ -359,3 +359,18 @@ def test_tiled_first_stage_is_close_to_untiled_and_bounds_every_network(sr, monk
         assert seen[name] and max(max(s) for s in seen[name]) <= (4 if name == "encoder" else 1) * (8 + 2 * 3), name
     # a latent no larger than the tile is one window: the untiled result exactly
     assert torch.equal(pipe(image, size=size, diffusion=False, tile=24).images, whole)
+
+
+def test_shipped_models_load_by_name_and_sample_reproducibly():
+    """The shipped checkpoints (``checkpoints/arbitrary-sr``, ``arbitrary-gen``): loaded by name,
+    their tasks are the CLI's, and a seeded sample is the same twice and differs across seeds."""
+    sr_model, gen_model = codecgen.load("arbitrary-sr"), codecgen.load("arbitrary-gen")
+    assert (sr_model.task, gen_model.task) == ("upscale", "generate")
+    image = torch.rand(1, 3, 12, 16, generator=torch.Generator().manual_seed(0))
+    pipe = sr_model.pipeline()
+    first = pipe(image, scale=2, num_steps=2, seed=3).images
+    assert first.shape == (1, 3, 24, 32)
+    assert torch.equal(first, pipe(image, scale=2, num_steps=2, seed=3).images)
+    assert not torch.equal(first, pipe(image, scale=2, num_steps=2, seed=4).images)
+    out = gen_model.pipeline()(num_images=1, sizes=[(40, 40), (24, 56)], num_steps=2, seed=0)
+    assert [tuple(img.shape[-2:]) for img in out.images] == [(40, 40), (24, 56)]
