@@ -31,8 +31,11 @@ LR, ``--tile``, ``--memory-steps`` steps: peak memory does not depend on them), 
 (``VmHWM``, Linux); a watchdog kills it above ``--memory-cap-gb`` (default half the available
 memory, at most 8 GiB) and the larger sizes are then skipped.
 Budget: with models the size of ``configs/arbitrary_sr/small.yaml`` one photo costs ~160 s (one
-crop, six scales, two diffusion models x two seeds x 20 steps; x12 alone ~80 s), the memory runs
-~40 s: the defaults (4 photos) take ~12 minutes on one thread.
+crop, six scales, two diffusion models x two seeds x 20 steps; x12 alone ~80 s): the quality part
+of the defaults (4 photos) takes ~11 minutes on one thread. The memory runs grow with the output's
+area: measured with the shipped model on a busy 2-core machine, 16 s (256 px), 75 s (1024), 268 s
+(2048) and 1122 s (4096: 484 UNet tiles and 16.8 M LIIF queries), so the defaults took 36 minutes
+in all; ``--memory-sizes 256 1024 2048`` keeps a run near 17.
 Writes ``OUT/super_resolution.md``, ``.json`` (per-crop records) and ``.png``.
 """
 
