@@ -125,6 +125,18 @@ def scores(reference: Path, decoded: Path, coded: Path, seconds: float, enc_s: f
     }
 
 
+def held_out_crop(corpus: Path, side: int):
+    """The centre ``side`` x ``side`` crop (PIL RGB) of the held-out astronaut photo (else the
+    first held-out photo), and that photo's name."""
+    from PIL import Image
+
+    held_out = sorted((corpus / "val").glob("*.png"))
+    photo = next((p for p in held_out if p.stem == "skimage_astronaut"), held_out[0])
+    full = Image.open(photo).convert("RGB")
+    left, top = (full.width - side) // 2, (full.height - side) // 2
+    return full.crop((left, top, left + side, top + side)), photo.name
+
+
 def image_demo(corpus: Path) -> None:
     import io
 
@@ -135,14 +147,11 @@ def image_demo(corpus: Path) -> None:
     if not (SHIPPED_DIR / "vqgan-f16" / "config.json").is_file():
         print("(no shipped vqgan-f16: image part skipped)")
         return
-    held_out = sorted((corpus / "val").glob("*.png"))
-    photo = next((p for p in held_out if p.stem == "skimage_astronaut"), held_out[0])
-    full = Image.open(photo).convert("RGB")
-    left, top = (full.width - 256) // 2, (full.height - 256) // 2
+    crop, photo_name = held_out_crop(corpus, 256)
     crop_path = OUT / "photo_256.png"
-    full.crop((left, top, left + 256, top + 256)).save(crop_path)
+    crop.save(crop_path)
     ref, _ = load_image(crop_path)
-    print(f"\n== image: 256x256 centre crop of held-out {photo.name}; VQGAN at five codebook sizes "
+    print(f"\n== image: 256x256 centre crop of held-out {photo_name}; VQGAN at five codebook sizes "
           "(two or three minutes on 2 cores) ==", flush=True)
     infer = [sys.executable, "infer.py"]
     rows = []
@@ -185,21 +194,17 @@ def generator_demo(corpus: Path) -> None:
         return
     infer = [sys.executable, "infer.py"]
     if "arbitrary-sr" in shipped:
-        held_out = sorted((corpus / "val").glob("*.png"))
-        photo = next((p for p in held_out if p.stem == "skimage_astronaut"), held_out[0])
-        full = Image.open(photo).convert("RGB")
         side, scale = 192, 4
-        left, top = (full.width - side) // 2, (full.height - side) // 2
+        hr, photo_name = held_out_crop(corpus, side)
         hr_path, lr_path = OUT / "sr_hr.png", OUT / "sr_lr.png"
-        hr = full.crop((left, top, left + side, top + side))
         hr.save(hr_path)
         hr.resize((side // scale,) * 2, Image.BICUBIC, reducing_gap=None).save(lr_path)
-        print(f"\n== upscaling: a {side // scale}-px crop of held-out {photo.name}, x{scale} "
+        print(f"\n== upscaling: a {side // scale}-px crop of held-out {photo_name}, x{scale} "
               "(arbitrary-sr; under a minute) ==", flush=True)
         rows = []
-        for name, extra in (("LIIF only (--no-diffusion)", ["--no-diffusion"]),
-                            ("latent diffusion, DPM-Solver 20 steps", ["--steps", "20", "--scheduler", "dpm"])):
-            out = OUT / f"sr_x{scale}_{'liif' if extra == ['--no-diffusion'] else 'ldm'}.png"
+        for tag, name, extra in (("liif", "LIIF only (--no-diffusion)", ["--no-diffusion"]),
+                                 ("ldm", "latent diffusion, DPM-Solver 20 steps", ["--steps", "20", "--scheduler", "dpm"])):
+            out = OUT / f"sr_x{scale}_{tag}.png"
             seconds = run(infer + ["upscale", "--model", "arbitrary-sr", str(lr_path), str(out), "--scale", str(scale),
                                    *extra, "--overwrite", "--quiet"])
             rows.append((f"arbitrary-sr, {name}", load_image(out)[0], seconds))
@@ -209,10 +214,10 @@ def generator_demo(corpus: Path) -> None:
             lr.resize((side, side), method).save(out)
             rows.append((name, load_image(out)[0], None))
         ref, _ = load_image(hr_path)
-        print(f"{'method':46}{'PSNR':>8}{'MS-SSIM':>9}{'wall s':>8}")
+        print(f"{'method':54}{'PSNR':>8}{'MS-SSIM':>9}{'wall s':>8}")
         for name, img, seconds in rows:
             wall = f"{seconds:8.1f}" if seconds is not None else f"{'':8}"
-            print(f"{name:46}{metrics.psnr(ref, img):8.2f}{metrics.ms_ssim(ref, img):9.3f}{wall}")
+            print(f"{name:54}{metrics.psnr(ref, img):8.2f}{metrics.ms_ssim(ref, img):9.3f}{wall}")
         print("(wall time of infer.py incl. start-up; benchmarks/super_resolution.py has scales x2..x12, "
               "GMSD, HaarPSI, consistency and memory)")
     if "arbitrary-gen" in shipped:

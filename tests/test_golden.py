@@ -44,7 +44,7 @@ def _check_decode(entry: dict, tmp_path: Path) -> None:
 
 
 def _shipped_codecs() -> set[str]:
-    """Shipped models that write files (generators write none: their tests pin seeded outputs)."""
+    """Shipped models that write files (generators write none; test_arbitrary_scale samples them)."""
     folders = [p for p in (ROOT / "checkpoints").iterdir() if (p / "config.json").is_file()]
     return {p.name for p in folders
             if not json.loads((p / "config.json").read_text())["spec"]["class_path"].startswith("codecgen.generators.")}

@@ -55,9 +55,9 @@ from codecgen.codecs.base import Codec, CodecError
 from codecgen.codecs.image import format as image_format
 from codecgen.codecs.image.format import ENTROPY_KINDS, HASH_CHARS, MODES, index_payload_bytes  # noqa: F401 (re-exported)
 from codecgen.codecs.limits import DecodeLimits
+from codecgen.config import configurable
 from codecgen.metrics import batch_psnr
 from codecgen.nn import entropy
-from codecgen.config import configurable
 from codecgen.nn.index_transformer import group_masks
 from codecgen.nn.losses import MSSSIMLoss, hinge_discriminator_loss, hinge_generator_loss, ms_ssim
 from codecgen.nn.quantizers import VQ, kmeans_shrink

@@ -42,24 +42,12 @@ from codecgen.codecs import bitstream
 from codecgen.codecs.base import Codec, CodecError
 from codecgen.codecs.limits import DecodeLimits
 from codecgen.codecs.limits import resolve as resolve_limits
+from codecgen.config import MOVED, build, class_path, configurable, init_spec, resolve_class
 from codecgen.metrics import batch_psnr
-from codecgen.config import (
-    MOVED,
-    build,
-    class_path,
-    configurable,
-    init_spec,
-    resolve_class,
-)
 from codecgen.nn.losses import FrequencyLoss, ms_ssim
 from codecgen.nn.nerv import ACTIVATIONS, HNeRVDecoder, NeRVDecoder
 from codecgen.nn.optim import Adan
-from codecgen.nn.weight_compression import (
-    GaussianRate,
-    WeightQuantizer,
-    decode_tensors,
-    encode_tensors,
-)
+from codecgen.nn.weight_compression import GaussianRate, WeightQuantizer, decode_tensors, encode_tensors
 from codecgen.seeding import unseeded_run
 
 STAGES = ("fit", "quantize")
