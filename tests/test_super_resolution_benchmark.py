@@ -84,8 +84,24 @@ def test_bicubic_shaved_psnr_matches_a_direct_computation(run):
     assert record["psnr"] == pytest.approx(10 * np.log10(1 / mse), abs=1e-6)
 
 
+def test_memory_only_runs_children_and_leaves_the_quality_report_alone(run):
+    tmp, _ = run
+    before = (tmp / "out" / "super_resolution.md").read_text()
+    super_resolution.main(["--memory-only", "--sr-model", str(tmp / "sr"), "--memory-sizes", "64", "32",
+                           "--out", str(tmp / "out")])
+    assert (tmp / "out" / "super_resolution.md").read_text() == before
+    result = json.loads((tmp / "out" / "super_resolution_memory.json").read_text())
+    assert [m["size"] for m in result["memory"]] == [32, 64]
+    for row in result["memory"]:
+        assert row["status"] == "ok" and row["shape"] == [1, 3, row["size"], row["size"]]
+        assert row["peak_mib"] >= row["loaded_mib"] > 0
+    text = (tmp / "out" / "super_resolution_memory.md").read_text()
+    assert "| 64x64 | 16x16 |" in text and "not measured in this run" in text  # the goal needs 1024 and 4096
+
+
 def test_bad_arguments_are_one_error(capsys):
-    for argv in (["--scales", "1", "4"], ["--lr-size", "8"], ["--seeds", "0", "0"], ["--memory-sizes", "100", "30"]):
+    for argv in (["--scales", "1", "4"], ["--lr-size", "8"], ["--seeds", "0", "0"], ["--memory-sizes", "100", "30"],
+                 ["--memory-only", "--sr-model", "x", "--memory-sizes"], ["--memory-only"]):
         with pytest.raises(SystemExit) as error:
             super_resolution.main(argv)
         assert error.value.code == 2

@@ -120,7 +120,7 @@ class LIIF(nn.Module):
         width = in_channels * (9 if feat_unfold else 1) + 2 + (2 if cell_decode else 0)
         layers: list[nn.Module] = []
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]  # in place: one allocation less per layer
             width = h
         layers.append(nn.Linear(width, out_channels))
         self.imnet = nn.Sequential(*layers)
@@ -199,7 +199,7 @@ class LIIF(nn.Module):
             raise ValueError(f"the feature window ({h}x{w} cells at ({top}, {left}) of {grid_h}x{grid_w}) does not "
                              "hold the neighbourhood of every query: give it a margin of cells around the region")
 
-    def forward(self, features: Tensor, size: int | Sequence[int], chunk: int | None = 65536) -> Tensor:
+    def forward(self, features: Tensor, size: int | Sequence[int], chunk: int | None = 16384) -> Tensor:
         """Render (B, out_channels, H, W) for ``size`` = (H, W) (or an int: square), querying
         the pixel centres ``chunk`` at a time over the whole batch (``None``: all at once),
         so that, without gradients, memory beyond the output is bounded by the chunk."""
@@ -208,7 +208,7 @@ class LIIF(nn.Module):
         return self._render(features, None, (0, 0, height, width), (height, width), chunk)
 
     def render_region(self, features: Tensor, window: Sequence[int], grid_size: Sequence[int],
-                      box: Sequence[int], size: int | Sequence[int], chunk: int | None = 65536) -> Tensor:
+                      box: Sequence[int], size: int | Sequence[int], chunk: int | None = 16384) -> Tensor:
         """Pixels ``box`` = (top, left, bottom, right) of the (H, W) = ``size`` image that
         ``forward`` renders from a ``grid_size`` (gh, gw) feature grid, from a window of it
         alone: ``features`` (B, C, h, w) are its cells from ``window`` = (top, left) on.

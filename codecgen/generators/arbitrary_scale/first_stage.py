@@ -52,6 +52,14 @@ def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
 
 
+def _conv_layout(x: Tensor) -> Tensor:
+    """``x`` channels-last when no gradient is recorded (sampling, validation, a frozen
+    first stage): oneDNN then runs the convolutions NHWC, measured 1.6x faster for the
+    encoder and the feature decoder on one CPU thread (x86-64, AVX2). With gradients NHWC
+    was 1.5x slower, so training keeps the default layout. Values agree to float rounding."""
+    return x if torch.is_grad_enabled() else x.contiguous(memory_format=torch.channels_last)
+
+
 @configurable
 class ImplicitAutoencoder(Module):
     """Encoder to a small latent, decoder to an image of any size (LIIF).
@@ -67,7 +75,10 @@ class ImplicitAutoencoder(Module):
             crop's aspect ratio); ``max_size`` must not exceed the crops.
         n_queries: pixels per image the training loss is taken over; None: all.
         val_scales: validation decodes at the crop's size divided by each of these.
-        chunk: query points per chunk when rendering without gradients.
+        chunk: query points per chunk when rendering without gradients. 16384: the
+            MLP's activations (chunk x width floats) stay under glibc's 32 MiB mmap
+            threshold, so freed chunks are reused; at 65536 x 128 every activation was a
+            fresh mapping, page-faulted in again, and rendering took 1.9x as long.
     """
 
     # ``modality`` stays Module's "none": this is no codec, and infer.py's image verbs
@@ -85,7 +96,7 @@ class ImplicitAutoencoder(Module):
         max_size: int = 192,
         n_queries: int | None = None,
         val_scales: Sequence[float] = (1, 2, 3),
-        chunk: int = 65536,
+        chunk: int = 16384,
     ):
         super().__init__()
         if encoder.z_channels != decoder.z_channels:
@@ -121,11 +132,11 @@ class ImplicitAutoencoder(Module):
     # -- networks, in [-1, 1] ----------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) in [-1, 1], H and W multiples of ``downsampling_factor`` -> z (B, z, H/f, W/f)."""
-        return self.quant_conv(self.encoder(x))
+        return self.quant_conv(self.encoder(_conv_layout(x)))
 
     def features(self, z: Tensor) -> Tensor:
         """z -> the LIIF's feature grid, at the latent's resolution."""
-        return self.decoder(self.post_quant_conv(z))
+        return self.decoder(self.post_quant_conv(_conv_layout(z)))
 
     def decode(self, z: Tensor, size: int | Sequence[int], chunk: int | None = None) -> Tensor:
         """z -> (B, 3, H, W) in [-1, 1] (unclamped) for ``size`` (H, W) or an int (square)."""
