@@ -1,4 +1,5 @@
-"""Adan (Xie et al. 2022, "Adan: Adaptive Nesterov Momentum Algorithm for Faster
+"""Optimisers and schedules torch lacks: ``warmup_cosine`` (linear warm-up, then cosine decay
+to zero, as HNeRV and MAE train) and Adan (Xie et al. 2022, "Adan: Adaptive Nesterov Momentum Algorithm for Faster
 Optimizing Deep Models"; code: sail-sg/Adan), the optimiser the conditional-decoder boost
 trains its NeRV-family decoders with (Adan, lr 3e-3). Not in torch.
 
@@ -65,3 +66,17 @@ class Adan(torch.optim.Optimizer):
                     p.div_(1 + lr * wd)
                 state["prev_grad"].copy_(grad)
         return loss
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> dict:
+    """Lightning's scheduler entry for a per-step LambdaLR: the learning rate rises linearly
+    over ``warmup_steps`` (from 1 / warmup_steps of its value), then falls along a half cosine
+    to zero at ``total_steps``."""
+    total, warmup = max(1, total_steps), max(1, warmup_steps)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, schedule), "interval": "step"}

@@ -46,7 +46,7 @@ from codecgen.config import MOVED, build, class_path, configurable, init_spec, r
 from codecgen.metrics import batch_psnr
 from codecgen.nn.losses import FrequencyLoss, ms_ssim
 from codecgen.nn.nerv import ACTIVATIONS, HNeRVDecoder, NeRVDecoder
-from codecgen.nn.optim import Adan
+from codecgen.nn.optim import Adan, warmup_cosine
 from codecgen.nn.weight_compression import GaussianRate, WeightQuantizer, decode_tensors, encode_tensors
 from codecgen.seeding import unseeded_run
 
@@ -295,14 +295,7 @@ class NeRVVideoCodec(Codec):
         else:
             opt = torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999))
         total = max(1, self.trainer.estimated_stepping_batches)
-        warmup = max(1, int(self.warmup_fraction * total))
-
-        def schedule(step: int) -> float:  # HNeRV: linear warm-up, then cosine
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-        return [opt], [{"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, schedule), "interval": "step"}]
+        return [opt], [warmup_cosine(opt, total, int(self.warmup_fraction * total))]  # HNeRV's schedule
 
     def distortion(self, y: Tensor, x: Tensor) -> dict[str, Tensor]:
         losses = {"l1": F.l1_loss(y, x)}

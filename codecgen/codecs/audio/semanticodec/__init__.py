@@ -1,0 +1,6 @@
+"""SemantiCodec (Liu, Chen, Yuan, Kang, Plumbley, Wang: "SemantiCodec: An Ultra Low Bitrate
+Semantic Audio Codec for General Sound", 2024; inference code: haoheliu/SemantiCodec-inference),
+with the training its authors never released, stage by stage:
+
+1. ``mae.AudioMAEPretraining``: the semantic encoder, an AudioMAE pre-trained on our audio;
+"""
