@@ -1,5 +1,6 @@
 """SemantiCodec's stages: the Kaldi front end, the AudioMAE (patch layout, features, MAE loss,
-a user's local weights) and its pre-training through ``train.py`` on the tiny config."""
+a user's local weights) and its pre-training through ``train.py`` on the tiny config; the
+semantic tokenizer (token-rate merges, k-means through ``infer.py fit-kmeans``)."""
 
 import csv
 from pathlib import Path
@@ -9,7 +10,10 @@ import pytest
 import torch
 from torchaudio.compliance import kaldi
 
+import codecgen
+import infer
 from codecgen.codecs.audio.semanticodec.mae import AudioMAEPretraining
+from codecgen.codecs.audio.semanticodec.tokenizer import SemanticTokenizer
 from codecgen.nn.audiomae import AudioMAE, load_audiomae_weights
 from codecgen.nn.fbank import AUDIOSET_MEAN, AUDIOSET_STD, KaldiFbank, fit_frames
 from tests.conftest import ROOT, sine_sweep
@@ -138,12 +142,79 @@ def test_mae_refuses_wrong_windows_and_ratios():
         tiny_mae(decoder_depth=0).pretraining_loss(torch.zeros(1, 1, 64, 128))
 
 
-def test_mae_pretraining_trains_through_train_py_and_its_loss_falls(tiny_corpus, tmp_path):
-    rows, last = fit(MAE_TINY, tiny_corpus, tmp_path, "--trainer.max_steps", "40")
+@pytest.fixture(scope="module")
+def mae_run(tiny_corpus, tmp_path_factory):
+    return fit(MAE_TINY, tiny_corpus, tmp_path_factory.mktemp("mae"), "--trainer.max_steps", "40")
+
+
+def test_mae_pretraining_trains_through_train_py_and_its_loss_falls(mae_run):
+    rows, last = mae_run
     losses = [float(r["train/mae"]) for r in rows if r.get("train/mae")]
     assert len(losses) == 40 and np.median(losses[-8:]) < 0.85 * np.median(losses[:8]), losses
     assert any(r.get("val/mae") for r in rows) and last.is_file()
-    import codecgen
-
     model = codecgen.load(str(last))
     assert isinstance(model, AudioMAEPretraining) and model.mae.grid == (4, 8)
+
+
+# -- semantic tokenizer ------------------------------------------------------------------
+@pytest.mark.parametrize("rate, merge, frames_per_second", [(100, (1, 1), 50.0), (50, (1, 2), 25.0),
+                                                            (25, (2, 2), 12.5)])
+def test_token_rates_concatenate_neighbouring_patches(rate, merge, frames_per_second):
+    torch.manual_seed(0)
+    tok = SemanticTokenizer(tiny_mae(decoder_depth=0), tokens_per_second=rate, n_clusters=4).eval()
+    wave = sine_sweep(2, tok.window_samples)
+    feats = tok.features(wave)
+    rows, cols = 4 // merge[0], 8 // merge[1]
+    assert feats.shape == (2, rows * cols, 32 * merge[0] * merge[1]) and tok.frame_rate == frames_per_second
+    patches = tok.mae.features(fit_frames(tok.fbank(wave), 64)[:, None]).view(2, 4, 8, 32)
+    r, c = rows - 1, cols - 1  # the last frame: its block's patches, row by row
+    block = patches[:, r * merge[0] : (r + 1) * merge[0], c * merge[1] : (c + 1) * merge[1]].reshape(2, -1)
+    torch.testing.assert_close(feats[:, -1], block)
+    assert tok.features(wave[..., :1000]).shape == feats.shape  # a short input is padded to the window
+    with pytest.raises(ValueError, match="at most"):
+        tok.features(sine_sweep(1, tok.window_samples + 1))
+
+
+def test_kmeans_is_deterministic_and_tokens_round_trip_through_centroids():
+    torch.manual_seed(0)
+    tok = SemanticTokenizer(tiny_mae(decoder_depth=0), tokens_per_second=50, n_clusters=16)
+    with pytest.raises(ValueError, match="not fitted"):
+        tok.tokens(torch.zeros(1, 2, tok.dim))
+    windows = [sine_sweep(2, tok.window_samples) * (0.2 + 0.2 * i) for i in range(4)]
+    stats = tok.fit_kmeans(windows, iters=10, seed=3)
+    assert stats["vectors"] == 4 * 2 * 16 and 1 < stats["used_clusters"] <= 16
+    again = SemanticTokenizer(tiny_mae(decoder_depth=0), tokens_per_second=50, n_clusters=16)
+    again.load_state_dict({k: v for k, v in tok.state_dict().items() if not k.startswith("kmeans")}, strict=False)
+    again.fit_kmeans(windows, iters=10, seed=3)
+    assert torch.equal(again.kmeans.centroids, tok.kmeans.centroids)
+    tokens = tok.tokens(tok.features(windows[1]))
+    assert tokens.dtype == torch.int64 and tokens.shape == (2, 16)
+    assert torch.equal(tok.tokens(tok.centroids(tokens)), tokens)  # every centroid is its own nearest
+    with pytest.raises(ValueError, match="semantic tokens must be in"):
+        tok.centroids(torch.tensor([[16]]))
+    with pytest.raises(ValueError, match="cannot make 16 clusters"):
+        tok.fit_kmeans(windows[:1], max_vectors=8)
+
+
+def test_fit_kmeans_cli_exports_a_tokenizer_deterministically(mae_run, tiny_corpus, tmp_path, capsys):
+    _, last = mae_run
+    args = ["fit-kmeans", "--model", str(last), str(tiny_corpus), "--tokens-per-second", "25", "--clusters", "8",
+            "--iters", "5", "--quiet"]
+    assert infer.main([*args[:4], str(tmp_path / "a"), *args[4:]]) == 0
+    assert infer.main([*args[:4], str(tmp_path / "b"), *args[4:]]) == 0
+    a, b = codecgen.load(str(tmp_path / "a")), codecgen.load(str(tmp_path / "b"))
+    assert isinstance(a, SemanticTokenizer) and a.tokens_per_second == 25 and a.n_clusters == 8
+    assert a.weights_hash() == b.weights_hash() and bool(a.kmeans.fitted)
+    stage = codecgen.load(str(last))
+    spec = torch.randn(1, 1, 64, 128)
+    torch.testing.assert_close(a.mae.features(spec), stage.mae.features(spec))  # stage 1's encoder, frozen
+    assert not any(k.startswith("mae.decoder") for k in a.state_dict())
+    # bad input: one line, exit 2, nothing written over
+    capsys.readouterr()
+    assert infer.main([*args[:4], str(tmp_path / "a"), *args[4:]]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert infer.main(["fit-kmeans", "--model", str(tmp_path / "a"), str(tiny_corpus), str(tmp_path / "c")]) == 2
+    assert "needs a SemantiCodec stage-1 model" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert infer.main([*args[:3], str(tmp_path / "empty"), str(tmp_path / "d"), *args[4:]]) == 2
+    assert "no wav/flac/ogg files" in capsys.readouterr().err and not (tmp_path / "d").exists()

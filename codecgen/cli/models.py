@@ -1,7 +1,8 @@
 """Commands about files and models rather than codes: ``info`` (a ``.cgc`` header,
 robust to headers that lie), ``export`` (a checkpoint -> safetensors folder) and
-``fit-prior`` (an audio model's code prior from a folder of audio); and the model
-loading every codec command shares."""
+``fit-prior`` (an audio model's code prior from a folder of audio), ``fit-kmeans``
+(SemantiCodec's semantic tokenizer from a folder of audio); and the model loading every
+codec command shares."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from codecgen.cli.files import UserError, progress
+from codecgen.cli.files import UserError, one_line, progress
 from codecgen.codecs import bitstream
 
 MODALITIES = ("audio", "image", "video")
@@ -147,12 +148,61 @@ def cmd_fit_prior(args) -> None:
     if folder.exists() and not args.overwrite:
         raise UserError(f"{folder} exists; pass --overwrite to replace it")
     model = load_model(args.model, "audio", args.device)
-    files = sorted(p for ext in ("wav", "flac", "ogg") for p in Path(args.data).rglob(f"*.{ext}"))
-    files = files[:: max(1, len(files) // args.max_files)][: args.max_files]  # spread over the whole folder
-    if not files:
-        raise UserError(f"no wav/flac/ogg files under {args.data}")
+    files = _audio_files(args.data, args.max_files)
     with torch.inference_mode():
         waveforms = (load_audio(f, model.sample_rate)[None] for f in files)
         frames = model.fit_code_prior(progress(waveforms, len(files), "prior", args.quiet, unit="file"))
     hub.export(model, folder, overwrite=args.overwrite)
     print(f"code prior from {len(files)} files ({frames} frames) exported with the model to {folder}")
+
+
+def _audio_files(data: str, max_files: int) -> list[Path]:
+    """Up to ``max_files`` wav / flac / ogg files under ``data``, spread over the sorted list."""
+    files = sorted(p for ext in ("wav", "flac", "ogg") for p in Path(data).rglob(f"*.{ext}"))
+    files = files[:: max(1, len(files) // max_files)][:max_files]
+    if not files:
+        raise UserError(f"no wav/flac/ogg files under {data}")
+    return files
+
+
+def cmd_fit_kmeans(args) -> None:
+    from codecgen import hub
+    from codecgen.codecs.audio.semanticodec.mae import AudioMAEPretraining
+    from codecgen.codecs.audio.semanticodec.tokenizer import SemanticTokenizer
+    from codecgen.datamodules.audio import iter_audio_chunks
+
+    for flag, value in (("--clusters", args.clusters), ("--max-files", args.max_files),
+                        ("--max-vectors", args.max_vectors), ("--iters", args.iters)):
+        if value < 1:
+            raise UserError(f"{flag} must be positive, got {value}")
+    folder = Path(args.output)
+    if folder.exists() and not args.overwrite:
+        raise UserError(f"{folder} exists; pass --overwrite to replace it")
+    stage = load_model(args.model, None, args.device)
+    if not isinstance(stage, AudioMAEPretraining):
+        raise UserError(f"{args.model} is a {stage.model_name}; fit-kmeans needs a SemantiCodec stage-1 model "
+                        "(AudioMAEPretraining, configs/semanticodec/mae_*.yaml)")
+    try:
+        tokenizer = SemanticTokenizer.from_pretraining(stage, args.tokens_per_second, args.clusters).to(args.device)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    files = _audio_files(args.data, args.max_files)
+    size, rate = tokenizer.window_samples, tokenizer.fbank.sample_rate
+
+    def windows():
+        for f in progress(files, len(files), "k-means features", args.quiet, unit="file"):
+            try:
+                for chunk, _, _ in iter_audio_chunks(f, rate, size):  # whole windows; the last one shorter
+                    if chunk.shape[-1] >= tokenizer.fbank.window:
+                        yield chunk.reshape(1, 1, -1).to(args.device)
+            except (OSError, RuntimeError, ValueError) as error:
+                raise UserError(f"cannot read {f}: {one_line(error)}") from None
+
+    try:
+        stats = tokenizer.fit_kmeans(windows(), args.max_vectors, args.iters, args.seed)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    hub.export(tokenizer, folder, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"{args.clusters} centroids ({stats['used_clusters']} used) on {stats['vectors']} frames of "
+              f"{len(files)} files, {args.tokens_per_second} tokens/s: tokenizer exported to {folder}")

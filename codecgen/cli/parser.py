@@ -39,6 +39,7 @@ GROUPS = [
         ("info", "print a .cgc file's header, with its duration / size and rate"),
         ("export", ".ckpt -> folder with config.json + model.safetensors"),
         ("fit-prior", "count an audio model's codes over a folder into its code prior, then export"),
+        ("fit-kmeans", "SemantiCodec stage 2: k-means on an AudioMAE's features over a folder -> a tokenizer"),
     ]),
     ("aliases (older names, same flags as before)", [
         ("compress", "encode, with the image flags"),
@@ -72,6 +73,8 @@ EXAMPLES = {
     "info": "  python infer.py info speech.cgc",
     "export": "  python infer.py export runs/.../last.ckpt my_codec/ [--half]",
     "fit-prior": "  python infer.py fit-prior --model my_codec/ data/speech/train my_codec_prior/",
+    "fit-kmeans": ("  python infer.py fit-kmeans --model runs/semanticodec-mae-small/.../last.ckpt data/speech/train "
+                   "tokenizer/ --tokens-per-second 50 --clusters 2048"),
     "compress": "  python infer.py compress --model vqgan-f16 photo.png photo.cgc --codebook-size 64",
     "decompress": "  python infer.py decompress --model vqgan-f16 photo.cgc photo.png [--restore]",
     "encode-video": "  python infer.py encode-video clip.mp4 clip.cgc --arch hnerv --model-size 0.5 [--boosted]",
@@ -312,6 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
     o.add(None, "output", help="exported folder to write")
     o.add(None, "--max-files", type=int, default=1000, help="(default: 1000)")
     o.done("codecgen.cli.models:cmd_fit_prior")
+
+    o = _add(sub, "fit-kmeans")
+    _model(o, True, "a SemantiCodec stage-1 model (AudioMAE pre-training .ckpt or export folder)")
+    _common(o)
+    o.add(None, "data", help="folder of training audio (not the files you will benchmark on)")
+    o.add(None, "output", help="exported folder to write: the semantic tokenizer")
+    o.add(None, "--tokens-per-second", type=int, choices=(25, 50, 100), default=100,
+          help="SemantiCodec's token rate, both streams (default: 100)")
+    o.add(None, "--clusters", type=int, default=1024, help="semantic vocabulary (default: 1024)")
+    o.add(None, "--max-files", type=int, default=1000, help="(default: 1000)")
+    o.add(None, "--max-vectors", type=int, default=200_000,
+          help="frames k-means sees, spread over the files (default: 200000)")
+    o.add(None, "--iters", type=int, default=30, help="Lloyd iterations (default: 30)")
+    o.add(None, "--seed", type=int, default=0)
+    o.done("codecgen.cli.models:cmd_fit_kmeans")
 
     # aliases: the verbs above, each with the flags it had before the verbs existed
     o = _add(sub, "compress", FOLDER_NOTE)

@@ -70,21 +70,26 @@ def _draw_n_q(low: int, high: int, probability: float) -> int:
     return int(n)
 
 
-def _kmeans(samples: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
+def _kmeans(samples: Tensor, k: int, iters: int, chunk: int = 16384) -> tuple[Tensor, Tensor]:
     """Lloyd's k-means on (N, D) samples: (centroids (k, D), samples per centroid (k,)).
 
     Starts from k distinct random samples (with replacement when N < k); an empty
     cluster keeps its previous centroid. The same procedure (and random draws) as
     vector-quantize-pytorch's k-means, owned here because that one is not public API.
+    Distances are computed ``chunk`` samples at a time, so memory stays at chunk x k
+    (SemantiCodec's tokenizer clusters ~10^5 vectors into thousands of centroids).
     """
     n, dim = samples.shape
     start = torch.randperm(n, device=samples.device)[:k] if n >= k else torch.randint(0, n, (k,), device=samples.device)
     means = samples[start]
     counts = torch.zeros(k, dtype=torch.long, device=samples.device)
     squared_norms = samples.pow(2).sum(-1, keepdim=True)
+    nearest = torch.empty(n, dtype=torch.long, device=samples.device)
     for _ in range(iters):
-        distances = (squared_norms + means.pow(2).sum(-1)[None] - 2 * samples @ means.t()).clamp(min=1e-8)
-        nearest = distances.argmin(-1)
+        means_sq = means.pow(2).sum(-1)[None]
+        for i in range(0, n, chunk):
+            part = slice(i, i + chunk)
+            nearest[part] = (squared_norms[part] + means_sq - 2 * samples[part] @ means.t()).clamp(min=1e-8).argmin(-1)
         counts = torch.bincount(nearest, minlength=k)
         sums = torch.zeros(k, dim, dtype=samples.dtype, device=samples.device).index_add_(0, nearest, samples)
         empty = counts == 0

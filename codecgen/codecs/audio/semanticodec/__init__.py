@@ -3,4 +3,6 @@ Semantic Audio Codec for General Sound", 2024; inference code: haoheliu/SemantiC
 with the training its authors never released, stage by stage:
 
 1. ``mae.AudioMAEPretraining``: the semantic encoder, an AudioMAE pre-trained on our audio;
+2. ``tokenizer.SemanticTokenizer``: its frozen features grouped for the token rate and
+   k-means-clustered (``python infer.py fit-kmeans``);
 """
