@@ -1,6 +1,6 @@
 """SemantiCodec's stages: the Kaldi front end, the AudioMAE (patch layout, features, MAE loss,
 a user's local weights) and its pre-training through ``train.py`` on the tiny config; the
-semantic tokenizer (token-rate merges, k-means through ``infer.py fit-kmeans``)."""
+semantic tokenizer (token-rate merges, k-means through ``infer.py fit-kmeans``); the mel VAE; the vocoder."""
 
 import csv
 from pathlib import Path
@@ -13,6 +13,8 @@ from torchaudio.compliance import kaldi
 import codecgen
 import infer
 from codecgen.codecs.audio.semanticodec.mae import AudioMAEPretraining
+from codecgen.codecs.audio.semanticodec.mel_vae import MelVAE, semanticodec_mel
+from codecgen.codecs.audio.semanticodec.vocoder import MelVocoder
 from codecgen.codecs.audio.semanticodec.tokenizer import SemanticTokenizer
 from codecgen.nn.audiomae import AudioMAE, load_audiomae_weights
 from codecgen.nn.fbank import AUDIOSET_MEAN, AUDIOSET_STD, KaldiFbank, fit_frames
@@ -21,6 +23,8 @@ from tests.conftest import ROOT, sine_sweep
 pytestmark = [pytest.mark.filterwarnings("ignore:.*does not have many workers")]
 
 MAE_TINY = ROOT / "configs" / "semanticodec" / "mae_tiny.yaml"
+VAE_TINY = ROOT / "configs" / "semanticodec" / "mel_vae_tiny.yaml"
+VOCODER_TINY = ROOT / "configs" / "semanticodec" / "vocoder_tiny.yaml"
 
 
 def tiny_mae(**kwargs) -> AudioMAE:
@@ -218,3 +222,59 @@ def test_fit_kmeans_cli_exports_a_tokenizer_deterministically(mae_run, tiny_corp
     (tmp_path / "empty").mkdir()
     assert infer.main([*args[:3], str(tmp_path / "empty"), str(tmp_path / "d"), *args[4:]]) == 2
     assert "no wav/flac/ogg files" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+# -- mel VAE -------------------------------------------------------------------------------
+def test_semanticodec_mel_makes_one_frame_per_hop():
+    mel = semanticodec_mel()
+    out = mel(sine_sweep(2, 16000))
+    assert out.shape == (2, 64, 100) and torch.isfinite(out).all() and out.min() >= np.log(1e-5) - 1e-6
+    # the sweep's energy moves up the bins over time
+    assert out[0, :, 90].argmax() > out[0, :, 10].argmax()
+
+
+def test_mel_vae_trains_through_train_py_with_its_gan_and_round_trips_shapes(tiny_corpus, tmp_path):
+    rows, last = fit(VAE_TINY, tiny_corpus, tmp_path, "--trainer.max_steps", "30")
+    l1 = [float(r["train/l1"]) for r in rows if r.get("train/l1")]
+    assert len(l1) == 30 and np.median(l1[-6:]) < 0.7 * np.median(l1[:6]), l1
+    assert any(r.get("train/disc") for r in rows) and any(r.get("train/gan_weight") for r in rows)  # from step 15
+    assert any(r.get("val/mel_l1") for r in rows)
+    vae = codecgen.load(str(last)).eval()
+    assert isinstance(vae, MelVAE) and vae.factor == 2 and vae.latent_channels == 8
+    mel = vae.mel_image(sine_sweep(1, 16000 + 100))  # 100 frames, cut to a multiple of the factor
+    assert mel.shape == (1, 1, 100, 64)
+    z = vae.encode(mel)
+    assert z.shape == (1, 8, 50, 32) and torch.equal(z, vae.encode(mel))  # the posterior's mean: deterministic
+    assert vae.decode(z).shape == mel.shape
+    assert vae.spec(inference_only=True)["init_args"]["discriminator"] is None
+
+
+def test_mel_vae_refuses_a_vae_of_other_channels():
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8,), norm_num_groups=8)
+    with pytest.raises(ValueError, match="one channel"):
+        MelVAE(vae)
+
+
+# -- vocoder -------------------------------------------------------------------------------
+def test_vocoder_trains_through_train_py_with_its_gan(tiny_corpus, tmp_path):
+    rows, last = fit(VOCODER_TINY, tiny_corpus, tmp_path, "--trainer.max_steps", "30")
+    mel = [float(r["train/mel"]) for r in rows if r.get("train/mel")]
+    assert len(mel) == 30 and np.median(mel[-6:]) < 0.8 * np.median(mel[:6]), mel
+    assert any(r.get("train/disc") for r in rows) and any(r.get("val/mel_distance") for r in rows)
+    vocoder = codecgen.load(str(last)).eval()
+    assert isinstance(vocoder, MelVocoder)
+    with torch.no_grad():
+        wave = vocoder(vocoder.mel(sine_sweep(1, 16000)))
+    assert wave.shape == (1, 1, 16000) and wave.abs().max() <= 1
+
+
+def test_vocoder_refuses_a_generator_that_does_not_fit_the_mel():
+    from codecgen.nn.hifigan import HiFiGANGenerator
+
+    with pytest.raises(ValueError, match="hop of 320"):
+        MelVocoder(HiFiGANGenerator(in_channels=64, upsample_initial_channel=16, upsample_rates=(8, 5, 4, 2)))
+    with pytest.raises(ValueError, match="takes 80 channels"):
+        MelVocoder(HiFiGANGenerator(in_channels=80, upsample_initial_channel=16, upsample_rates=(5, 4, 4, 2),
+                                    upsample_kernel_sizes=(11, 8, 8, 4)))

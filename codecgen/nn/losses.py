@@ -59,6 +59,7 @@ def _check_same_shape(y_hat: torch.Tensor, y: torch.Tensor) -> None:
 
 
 @configurable
+@configurable
 class LogMelSpectrogram(nn.Module):
     """log(clamp(mel magnitude, 1e-5)): waveform (B, 1, T) or (B, T) -> (B, n_mels, frames).
 
@@ -68,7 +69,9 @@ class LogMelSpectrogram(nn.Module):
     in fp32 even under autocast. The defaults `norm="slaney"`, `mel_scale="slaney"` are
     librosa's filters that HiFi-GAN and HiFi-Codec use; Vocos / Language-Codec use
     torchaudio's defaults (`norm=None`, `mel_scale="htk"`). Frames are centred
-    (T // hop + 1 of them); HiFi-GAN instead pads (n_fft - hop) / 2 and does not centre.
+    (T // hop + 1 of them); with `center=False` the signal is reflect-padded by
+    (n_fft - hop) / 2 on each side instead, as HiFi-GAN and AudioLDM (SemantiCodec's mel) do,
+    so a signal of T samples (a multiple of hop) makes exactly T // hop frames.
     """
 
     def __init__(
@@ -82,10 +85,12 @@ class LogMelSpectrogram(nn.Module):
         f_max: float | None = None,
         norm: str | None = "slaney",
         mel_scale: str = "slaney",
+        center: bool = True,
     ) -> None:
         super().__init__()
-        self.n_fft, self.hop_length = n_fft, hop_length
+        self.n_fft, self.hop_length, self.center = n_fft, hop_length, center
         self.win_length = win_length or n_fft
+        self.n_mels = n_mels
         fbanks = melscale_fbanks(
             n_fft // 2 + 1, f_min, f_max if f_max is not None else sample_rate / 2, n_mels, sample_rate, norm, mel_scale
         )
@@ -95,13 +100,16 @@ class LogMelSpectrogram(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         y = _as_batch_time(y)
         with torch.autocast(device_type=y.device.type, enabled=False):
+            if not self.center:
+                pad = (self.n_fft - self.hop_length) // 2
+                y = F.pad(y[:, None], (pad, pad), mode="reflect")[:, 0]
             spec = torch.stft(
                 y,
                 self.n_fft,
                 self.hop_length,
                 self.win_length,
                 window=self.window,
-                center=True,
+                center=self.center,
                 pad_mode="reflect",
                 return_complex=True,
             ).abs()

@@ -5,9 +5,8 @@ This is the recipe HiFi-Codec, EnCodec, DAC and Language-Codec share, written on
   ``.cgc`` container, and ``encode_chunks`` / ``decode_chunks`` for files of any length
   with bounded memory (each chunk is coded with real signal around it as context,
   and only its own frames are kept, so chunk seams are inaudible);
-- the training step (Lightning manual optimisation): a discriminator step, then a
-  generator step on weighted losses keyed by name (``loss_weights``), the
-  discriminators switched on after ``disc_start_step`` generator steps.
+- the training step: HiFi-GAN's waveform GAN step (``codecgen.codecs.audio.gan``) with
+  the quantizer's loss as one more weighted term.
 
 Subclasses name the paper and set defaults; a codec whose decoder takes more than
 the quantized latent (Language-Codec's bandwidth id) overrides ``decode_latent``.
@@ -28,20 +27,9 @@ from codecgen.codecs.base import Codec, CodecError
 from codecgen.codecs.limits import DecodeLimits
 from codecgen.codecs.limits import resolve as resolve_limits
 from codecgen.nn import entropy
-from codecgen.nn.losses import (
-    MultiResolutionMelLoss,
-    feature_matching_loss,
-    hinge_discriminator_loss,
-    hinge_generator_loss,
-    lsgan_discriminator_loss,
-    lsgan_generator_loss,
-)
+from codecgen.codecs.audio.gan import WaveformGANTraining
 
-GAN_LOSSES = {
-    "lsgan": (lsgan_discriminator_loss, lsgan_generator_loss),
-    "hinge": (hinge_discriminator_loss, hinge_generator_loss),
-}
-
+DEFAULT_LOSS_WEIGHTS = {"mel": 45.0, "vq": 1.0, "adversarial": 1.0, "feature_matching": 2.0}
 MAX_SAMPLE_RATE = 1_000_000
 MAX_SAMPLES = 1 << 40
 ENTROPY_KINDS = ("uniform", "histogram", "prior")  # "prior": the model's own CodePrior, no table sent
@@ -63,7 +51,7 @@ AUDIO_SCHEMA = bitstream.Object({
 })
 
 
-class AudioCodec(Codec):
+class AudioCodec(WaveformGANTraining, Codec):
     modality = "audio"
     inference_modules = ("encoder", "quantizer", "decoder", "code_prior")
 
@@ -89,25 +77,13 @@ class AudioCodec(Codec):
         val_speech_metrics: bool = True,
     ):
         super().__init__()
-        if gan_loss not in GAN_LOSSES:
-            raise ValueError(f"gan_loss must be one of {sorted(GAN_LOSSES)}, got {gan_loss!r}")
         self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
         self.code_prior = entropy.CodePrior(quantizer.codebook_sizes)  # fitted after training: fit_code_prior
-        self.discriminator = discriminator
-        self.sample_rate = sample_rate
-        self.mel_loss = mel_loss if mel_loss is not None else MultiResolutionMelLoss(sample_rate)
-        self.loss_weights = dict(loss_weights or {"mel": 45.0, "vq": 1.0, "adversarial": 1.0, "feature_matching": 2.0})
-        self.gan_loss = gan_loss
-        self.lr, self.betas = lr, tuple(betas)
-        self.lr_gamma, self.lr_decay_every = lr_gamma, lr_decay_every
-        self.disc_start_step, self.grad_clip = disc_start_step, grad_clip
+        self.init_waveform_gan(discriminator, sample_rate, mel_loss, loss_weights or DEFAULT_LOSS_WEIGHTS, gan_loss,
+                               lr, betas, lr_gamma, lr_decay_every, disc_start_step, grad_clip)
         self.log_audio = log_audio
         self.chunk_seconds, self.context_seconds = chunk_seconds, context_seconds
         self.val_speech_metrics = val_speech_metrics
-        self.automatic_optimization = False
-
-    def training_only_args(self) -> tuple[str, ...]:
-        return ("discriminator",)
 
     # -- rates ------------------------------------------------------------------------
     @property
@@ -310,70 +286,13 @@ class AudioCodec(Codec):
 
     # -- training ---------------------------------------------------------------------
     def configure_optimizers(self):
-        generator_params = [p for name in self.inference_modules for p in getattr(self, name).parameters()]
-        opt_g = torch.optim.Adam(generator_params, lr=self.lr, betas=self.betas)
-        sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=self.lr_gamma)
-        if self.discriminator is None:
-            return [opt_g], [sched_g]
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
-        sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=self.lr_gamma)
-        return [opt_g, opt_d], [sched_g, sched_d]
-
-    def _optimizers(self):
-        optimizers = self.optimizers()
-        return optimizers if isinstance(optimizers, list) else [optimizers]
-
-    def gan_active(self) -> bool:
-        return self.discriminator is not None and self.global_step >= self.disc_start_step
-
-    def _step_uncounted(self, optimizer) -> None:
-        """Step the discriminator's optimizer without advancing ``global_step``, so
-        ``trainer.max_steps`` and ``disc_start_step`` count generator steps only."""
-        self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
+        return self.configure_gan_optimizers(
+            [p for name in self.inference_modules for p in getattr(self, name).parameters()])
 
     def training_step(self, batch: Tensor, batch_idx: int):
-        x = batch
-        optimizers = self._optimizers()
-        y, q = self(x)
-        d_loss_fn, g_loss_fn = GAN_LOSSES[self.gan_loss]
-        logs = {}
-        if self.gan_active():
-            opt_d = optimizers[1]
-            real_logits, _ = self.discriminator(x)
-            fake_logits, _ = self.discriminator(y.detach())
-            loss_d = d_loss_fn(real_logits, fake_logits)
-            opt_d.zero_grad()
-            self.manual_backward(loss_d)
-            if self.grad_clip:
-                self.clip_gradients(opt_d, gradient_clip_val=self.grad_clip)
-            self._step_uncounted(opt_d)
-            logs["train/disc"] = loss_d.detach()
-
-        losses = {"mel": self.mel_loss(y, x), "vq": q.loss}
-        if self.gan_active():
-            with torch.no_grad():
-                _, real_fmaps = self.discriminator(x)
-            fake_logits, fake_fmaps = self.discriminator(y)
-            losses["adversarial"] = g_loss_fn(fake_logits)
-            losses["feature_matching"] = feature_matching_loss(real_fmaps, fake_fmaps)
-        total = sum(self.loss_weights.get(name, 0.0) * value for name, value in losses.items())
-        opt_g = optimizers[0]
-        opt_g.zero_grad()
-        self.manual_backward(total)
-        if self.grad_clip:
-            self.clip_gradients(opt_g, gradient_clip_val=self.grad_clip)
-        opt_g.step()
-
-        if self.lr_decay_every and self.global_step % self.lr_decay_every == 0:
-            schedulers = self.lr_schedulers()
-            for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-                scheduler.step()
-        logs.update({f"train/{k}": v.detach() for k, v in losses.items()})
-        logs["train/loss"] = total.detach()
-        logs.update({f"vq/{k}": v for k, v in q.metrics.items() if k.endswith("perplexity")})
-        self.log_dict(logs, prog_bar=False, sync_dist=False)
-        self.log("mel", losses["mel"].detach(), prog_bar=True)
-        return total.detach()
+        y, q = self(batch)
+        logs = {f"vq/{k}": v for k, v in q.metrics.items() if k.endswith("perplexity")}
+        return self.waveform_gan_step(batch, y, {"vq": q.loss}, logs)
 
     def validation_step(self, batch: Tensor, batch_idx: int):
         """Held-out scores for the learning curves: the mel distance of the training loss,

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from codecgen.adversarial import AdversarialTraining
 from codecgen.codecs import bitstream
 from codecgen.codecs.base import Codec, CodecError
 from codecgen.codecs.image import format as image_format
@@ -82,7 +83,7 @@ class RateLevel(nn.Module):
 
 
 @configurable
-class VQGANCompression(Codec):
+class VQGANCompression(AdversarialTraining, Codec):
     """VQGAN image codec with k-means-shrunk rates, a learned index prior and
     lost-index restoration.
 
@@ -511,10 +512,6 @@ class VQGANCompression(Codec):
             return [opt_g, torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)]
         return opt_g
 
-    def _optimizers(self) -> list:
-        optimizers = self.optimizers()
-        return optimizers if isinstance(optimizers, list) else [optimizers]
-
     def gan_active(self) -> bool:
         return self.discriminator is not None and self.stage == "autoencoder" and self.global_step >= self.disc_start_step
 
@@ -527,18 +524,11 @@ class VQGANCompression(Codec):
     def _weighted(self, losses: dict[str, Tensor]) -> Tensor:
         return sum(self.loss_weights.get(name, 0.0) * value for name, value in losses.items())
 
-    def adaptive_gan_weight(self, nll: Tensor, g_loss: Tensor) -> Tensor:
-        """Taming's balance: ||d nll / d last|| / ||d g / d last||, clamped to [0, 1e4]."""
-        last = self.decoder.last_layer
-        nll_grad = torch.autograd.grad(nll, last, retain_graph=True)[0]
-        g_grad = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
-        return (nll_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
-
     def training_step(self, batch: Tensor, batch_idx: int):
         x = batch
         if self.stage == "restorer":
             return self._restorer_step(x)
-        optimizers = self._optimizers()
+        optimizers = self.optimizer_list()
         logs: dict[str, Tensor] = {}
         if self.stage == "autoencoder":
             q, x_hat = self.quantize(x)
@@ -547,7 +537,7 @@ class VQGANCompression(Codec):
             total = nll + self.loss_weights["codebook"] * q.loss
             if self.gan_active():
                 g_loss = hinge_generator_loss(self.discriminator(x_hat)[0])
-                weight = self.adaptive_gan_weight(nll, g_loss) if torch.is_grad_enabled() else torch.tensor(0.0)
+                weight = self.adaptive_gan_weight(nll, g_loss, self.decoder.last_layer) if torch.is_grad_enabled() else torch.tensor(0.0)
                 total = total + weight * self.loss_weights["gan"] * g_loss
                 logs.update({"train/gan": g_loss.detach(), "train/gan_weight": weight})
             logs["vq/perplexity"] = q.metrics["perplexity"]
@@ -572,10 +562,7 @@ class VQGANCompression(Codec):
             opt_d = optimizers[1]
             real, fake = self.discriminator(x)[0], self.discriminator(x_hat.detach())[0]
             loss_d = hinge_discriminator_loss(real, fake)
-            opt_d.zero_grad()
-            self.manual_backward(loss_d)
-            # D steps do not advance global_step: max_steps and disc_start_step count G steps
-            self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=lambda: None, model=self)
+            self.discriminator_step(opt_d, loss_d)
             logs["train/disc"] = loss_d.detach()
         logs.update({f"train/{k}": v.detach() for k, v in losses.items()})
         logs["train/loss"] = total.detach()
@@ -597,7 +584,7 @@ class VQGANCompression(Codec):
             loss = self.restorer.loss(codes[:, 0], level)
             self.log(f"train/ce_{k}", loss.detach(), batch_size=x.shape[0])
             total = total + loss
-        opt = self._optimizers()[0]
+        opt = self.optimizer_list()[0]
         opt.zero_grad()
         self.manual_backward(total)
         opt.step()
