@@ -96,6 +96,22 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
     return model.to(map_location).eval()
 
 
+def load_stage_weights(target: torch.nn.Module, path: str | os.PathLike, expected: type, role: str,
+                       map_location: str | torch.device = "cpu") -> None:
+    """Copy into ``target`` the weights of the model at ``path`` (a .ckpt, an export or a
+    shipped name), which must be an ``expected`` with exactly ``target``'s weights: how a
+    multi-stage model's fresh run takes a trained earlier stage (``role`` names the setting
+    in errors, e.g. ``first_stage_ckpt``)."""
+    source = load(path, map_location=map_location)
+    if not isinstance(source, expected):
+        raise ValueError(f"{role} {path} holds a {type(source).__name__}, not a {expected.__name__}")
+    try:
+        target.load_state_dict(source.inference_state_dict())  # not its discriminators
+    except RuntimeError as error:
+        raise ValueError(f"{role} {path} does not match the model's {expected.__name__}: "
+                         f"{' '.join(str(error).split())[:400]}") from None
+
+
 def export(model, folder: str | os.PathLike, overwrite: bool = False, half: bool = False) -> Path:
     """Write ``folder/config.json`` and ``folder/model.safetensors`` (inference weights only).
 

@@ -1,6 +1,7 @@
 """SemantiCodec's stages: the Kaldi front end, the AudioMAE (patch layout, features, MAE loss,
 a user's local weights) and its pre-training through ``train.py`` on the tiny config; the
-semantic tokenizer (token-rate merges, k-means through ``infer.py fit-kmeans``); the mel VAE; the vocoder."""
+semantic tokenizer (token-rate merges, k-means through ``infer.py fit-kmeans``); the mel VAE; the vocoder; the codec trained on them
+(stage 5: codes, bitrate, seeded decoding, joins, checkpoints, bad input)."""
 
 import csv
 from pathlib import Path
@@ -12,6 +13,7 @@ from torchaudio.compliance import kaldi
 
 import codecgen
 import infer
+from codecgen.codecs.audio.semanticodec.codec import SemantiCodec
 from codecgen.codecs.audio.semanticodec.mae import AudioMAEPretraining
 from codecgen.codecs.audio.semanticodec.mel_vae import MelVAE, semanticodec_mel
 from codecgen.codecs.audio.semanticodec.vocoder import MelVocoder
@@ -25,6 +27,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*does not have many workers")]
 MAE_TINY = ROOT / "configs" / "semanticodec" / "mae_tiny.yaml"
 VAE_TINY = ROOT / "configs" / "semanticodec" / "mel_vae_tiny.yaml"
 VOCODER_TINY = ROOT / "configs" / "semanticodec" / "vocoder_tiny.yaml"
+CODEC_TINY = ROOT / "configs" / "semanticodec" / "tiny.yaml"
 
 
 def tiny_mae(**kwargs) -> AudioMAE:
@@ -233,8 +236,13 @@ def test_semanticodec_mel_makes_one_frame_per_hop():
     assert out[0, :, 90].argmax() > out[0, :, 10].argmax()
 
 
-def test_mel_vae_trains_through_train_py_with_its_gan_and_round_trips_shapes(tiny_corpus, tmp_path):
-    rows, last = fit(VAE_TINY, tiny_corpus, tmp_path, "--trainer.max_steps", "30")
+@pytest.fixture(scope="module")
+def vae_run(tiny_corpus, tmp_path_factory):
+    return fit(VAE_TINY, tiny_corpus, tmp_path_factory.mktemp("vae"), "--trainer.max_steps", "30")
+
+
+def test_mel_vae_trains_through_train_py_with_its_gan_and_round_trips_shapes(vae_run):
+    rows, last = vae_run
     l1 = [float(r["train/l1"]) for r in rows if r.get("train/l1")]
     assert len(l1) == 30 and np.median(l1[-6:]) < 0.7 * np.median(l1[:6]), l1
     assert any(r.get("train/disc") for r in rows) and any(r.get("train/gan_weight") for r in rows)  # from step 15
@@ -258,8 +266,13 @@ def test_mel_vae_refuses_a_vae_of_other_channels():
 
 
 # -- vocoder -------------------------------------------------------------------------------
-def test_vocoder_trains_through_train_py_with_its_gan(tiny_corpus, tmp_path):
-    rows, last = fit(VOCODER_TINY, tiny_corpus, tmp_path, "--trainer.max_steps", "30")
+@pytest.fixture(scope="module")
+def vocoder_run(tiny_corpus, tmp_path_factory):
+    return fit(VOCODER_TINY, tiny_corpus, tmp_path_factory.mktemp("vocoder"), "--trainer.max_steps", "30")
+
+
+def test_vocoder_trains_through_train_py_with_its_gan(vocoder_run):
+    rows, last = vocoder_run
     mel = [float(r["train/mel"]) for r in rows if r.get("train/mel")]
     assert len(mel) == 30 and np.median(mel[-6:]) < 0.8 * np.median(mel[:6]), mel
     assert any(r.get("train/disc") for r in rows) and any(r.get("val/mel_distance") for r in rows)
@@ -278,3 +291,94 @@ def test_vocoder_refuses_a_generator_that_does_not_fit_the_mel():
     with pytest.raises(ValueError, match="takes 80 channels"):
         MelVocoder(HiFiGANGenerator(in_channels=80, upsample_initial_channel=16, upsample_rates=(5, 4, 4, 2),
                                     upsample_kernel_sizes=(11, 8, 8, 4)))
+
+
+# -- the codec -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def codec_run(mae_run, vae_run, vocoder_run, tiny_corpus, tmp_path_factory):
+    """Stages 1-4 as above (the tokenizer at the tiny codec's 50 tokens/s and 16 centroids),
+    then the tiny codec trained 40 steps on them through train.py."""
+    root = tmp_path_factory.mktemp("codec")
+    assert infer.main(["fit-kmeans", "--model", str(mae_run[1]), str(tiny_corpus), str(root / "tokenizer"),
+                       "--tokens-per-second", "50", "--clusters", "16", "--iters", "5", "--quiet"]) == 0
+    rows, last = fit(CODEC_TINY, tiny_corpus, root / "run", "--trainer.max_steps", "40",
+                     "--model.init_args.tokenizer_ckpt", str(root / "tokenizer"),
+                     "--model.init_args.vae_ckpt", str(vae_run[1]), "--model.init_args.vocoder_ckpt", str(vocoder_run[1]))
+    return rows, last, root / "tokenizer"
+
+
+@pytest.fixture(scope="module")
+def codec(codec_run) -> SemantiCodec:
+    return codecgen.load(str(codec_run[1]))
+
+
+def test_codec_trains_through_train_py_on_the_frozen_stages(codec_run, codec, vae_run):
+    rows, last, tokenizer = codec_run
+    loss = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]  # fixed noise and timesteps
+    assert len(loss) == 40 and len(val) >= 10 and any(r.get("train/vq") for r in rows), val
+    assert np.mean(val[-3:]) < 0.85 * val[0], val  # measured: 0.97 -> 0.76
+    # the frozen stages are the runs' own weights, carried in the codec's checkpoint
+    assert torch.equal(codec.tokenizer.kmeans.centroids, codecgen.load(str(tokenizer)).kmeans.centroids)
+    vae = codecgen.load(str(vae_run[1]))
+    assert all(torch.equal(v, vae.vae.state_dict()[k]) for k, v in codec.vae.vae.state_dict().items())
+    assert float(codec.latent_scale) != 1.0  # measured on the first batch
+
+
+def test_codes_and_bitrate_follow_the_vocabularies(codec):
+    assert codec.bitrate() == 25.0 * (np.log2(16) + np.log2(32)) == 225.0
+    assert codec.frame_rate == 25.0 and codec.cols == 4 and codec.samples_per_row == 2560
+    x = sine_sweep(2, 16000)
+    codes = codec.encode(x)
+    assert codes.dtype == torch.int64 and codes.shape == (2, 2, 28)  # 7 rows of 160 ms, 4 frames each
+    assert int(codes[:, 0].max()) < 16 and int(codes[:, 1].max()) < 32
+    assert torch.equal(codes, codec.encode(x)) and torch.equal(codes[1:], codec.encode(x[1:]))  # batch-free
+
+
+def test_decoding_is_seeded_batch_free_and_has_no_step_at_the_joins(codec):
+    x = sine_sweep(2, 40000)  # 2.5 s: four decoding windows of 0.64 s, overlapping by 0.32 s
+    codes = codec.encode(x)
+    assert len(codec.window_starts(codes.shape[-1] // codec.cols)) == 7
+    y = codec.decode(codes, 40000, steps=3, seed=1)
+    assert y.shape == (2, 1, 40000) and torch.isfinite(y).all()
+    assert torch.equal(y, codec.decode(codes, 40000, steps=3, seed=1))
+    assert not torch.equal(y, codec.decode(codes, 40000, steps=3, seed=2))
+    codec.batch_windows = 3
+    try:
+        torch.testing.assert_close(codec.decode(codes, 40000, steps=3, seed=1), y)
+    finally:
+        codec.batch_windows = 8
+    step = y[..., 1:] - y[..., :-1]
+    joins = [s * codec.samples_per_row for s in codec.window_starts(codes.shape[-1] // codec.cols)[1:]]
+    joins += [j + codec.overlap_rows * codec.samples_per_row for j in joins]  # where each fade ends
+    near = torch.zeros(step.shape[-1], dtype=torch.bool)
+    for j in joins:
+        near[max(0, j - 160) : j + 160] = True
+    assert step[..., near].abs().max() <= step[..., ~near].abs().max()
+
+
+def test_codec_exports_and_decodes_the_same(codec, tmp_path):
+    folder = codec.export(tmp_path / "export")
+    again = codecgen.load(str(folder))
+    assert again.weights_hash() == codec.weights_hash() and float(again.latent_scale) == float(codec.latent_scale)
+    codes = codec.encode(sine_sweep(1, 8000))
+    torch.testing.assert_close(again.decode(codes, steps=2), codec.decode(codes, steps=2))
+    assert again.spec()["init_args"]["vae_ckpt"] is None
+
+
+def test_codec_refuses_bad_audio_codes_and_settings(codec):
+    from codecgen.codecs.base import CodecError
+
+    codes = codec.encode(sine_sweep(1, 8000))
+    for bad, words in ((codes.float(), "int64"), (codes[:, :1], "(B, 2, frames)"), (codes[..., :3], "whole rows"),
+                       (codes.clone().fill_(16), "semantic codes must be in [0, 16)")):
+        with pytest.raises(CodecError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            codec.decode(bad)
+    with pytest.raises(CodecError, match="guidance"):
+        codec.decode(codes, guidance=-1)
+    with pytest.raises(ValueError, match="num_steps"):
+        codec.decode(codes, steps=0)
+    with pytest.raises(CodecError, match="empty"):
+        codec.encode(torch.zeros(1, 1, 0))
+    with pytest.raises(CodecError, match="NaN"):
+        codec.encode(torch.full((1, 1, 100), float("nan")))

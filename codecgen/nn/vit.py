@@ -65,7 +65,8 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-def _sincos_1d(dim: int, positions: Tensor) -> Tensor:
+def sincos_1d(dim: int, positions: Tensor) -> Tensor:
+    """Sine-cosine features (len(positions), dim) of integer positions (MAE; half sines, half cosines)."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
     angles = positions.double().reshape(-1, 1) * omega[None]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
@@ -77,4 +78,4 @@ def sincos_2d(dim: int, rows: int, cols: int) -> Tensor:
     if dim % 4:
         raise ValueError(f"a 2-D sine-cosine table needs a width divisible by 4, got {dim}")
     row, col = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
-    return torch.cat([_sincos_1d(dim // 2, col), _sincos_1d(dim // 2, row)], dim=1).float()
+    return torch.cat([sincos_1d(dim // 2, col), sincos_1d(dim // 2, row)], dim=1).float()

@@ -51,6 +51,19 @@ AUDIO_SCHEMA = bitstream.Object({
 })
 
 
+def check_waveform(x: Tensor) -> Tensor:
+    """A batch of mono waveforms as (B, 1, T) ((B, T) accepted), or one clear CodecError."""
+    if x.ndim == 2:
+        x = x[:, None]
+    if x.ndim != 3 or x.shape[1] != 1:
+        raise CodecError(f"expected a mono waveform (B, 1, T), got shape {tuple(x.shape)}")
+    if x.shape[-1] == 0:
+        raise CodecError("empty audio: nothing to encode")
+    if not torch.isfinite(x).all():
+        raise CodecError("audio contains NaN or infinite samples")
+    return x
+
+
 class AudioCodec(WaveformGANTraining, Codec):
     modality = "audio"
     inference_modules = ("encoder", "quantizer", "decoder", "code_prior")
@@ -107,15 +120,7 @@ class AudioCodec(WaveformGANTraining, Codec):
 
     # -- batches ----------------------------------------------------------------------
     def _check_waveform(self, x: Tensor) -> Tensor:
-        if x.ndim == 2:
-            x = x[:, None]
-        if x.ndim != 3 or x.shape[1] != 1:
-            raise CodecError(f"expected a mono waveform (B, 1, T), got shape {tuple(x.shape)}")
-        if x.shape[-1] == 0:
-            raise CodecError("empty audio: nothing to encode")
-        if not torch.isfinite(x).all():
-            raise CodecError("audio contains NaN or infinite samples")
-        return x
+        return check_waveform(x)
 
     def _pad_to_hop(self, x: Tensor) -> Tensor:
         return F.pad(x, (0, -x.shape[-1] % self.hop_length))

@@ -112,17 +112,10 @@ class LatentGenerator(Generator):
             self._weights_hash = None
             return  # a resumed run, or one started from a trained model: everything is loaded
         if self.first_stage_ckpt:
-            from codecgen import hub
+            from codecgen.hub import load_stage_weights
 
-            source = hub.load(self.first_stage_ckpt, map_location=self.device)
-            if not isinstance(source, ImplicitAutoencoder):
-                raise ValueError(f"first_stage_ckpt {self.first_stage_ckpt} holds a {type(source).__name__}, "
-                                 "not an ImplicitAutoencoder")
-            try:
-                self.first_stage.load_state_dict(source.state_dict())
-            except RuntimeError as error:
-                raise ValueError(f"first_stage_ckpt {self.first_stage_ckpt} does not match model.first_stage: "
-                                 f"{' '.join(str(error).split())[:400]}") from None
+            load_stage_weights(self.first_stage, self.first_stage_ckpt, ImplicitAutoencoder, "first_stage_ckpt",
+                               self.device)
         else:
             rank_zero_warn("first_stage_ckpt is not set: the diffusion model trains in the latent space of an "
                            "UNTRAINED (randomly initialised) first stage")

@@ -7,4 +7,6 @@ with the training its authors never released, stage by stage:
    k-means-clustered (``python infer.py fit-kmeans``);
 3. ``mel_vae.MelVAE``: the variational autoencoder of the 64-bin mel the decoder diffuses in;
 4. ``vocoder.MelVocoder``: the HiFi-GAN vocoder from that mel to 16 kHz audio;
+5. ``codec.SemantiCodec``: the acoustic encoder and its VQ (``acoustic``) trained jointly with
+   the latent diffusion decoder on the frozen stages 2-4.
 """
