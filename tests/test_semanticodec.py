@@ -382,3 +382,63 @@ def test_codec_refuses_bad_audio_codes_and_settings(codec):
         codec.encode(torch.zeros(1, 1, 0))
     with pytest.raises(CodecError, match="NaN"):
         codec.encode(torch.full((1, 1, 100), float("nan")))
+
+
+# -- files ---------------------------------------------------------------------------------
+def test_codes_round_trip_bit_exactly_through_the_file_with_the_sampler_in_the_header(codec):
+    from codecgen.codecs import bitstream
+
+    x = sine_sweep(1, 12345)
+    data = codec.compress(x, steps=3, guidance=1.5, sampler="dpm", seed=7)
+    header, payload = bitstream.unpack(data)
+    assert header["sampler"] == {"name": "dpm", "steps": 3, "guidance": 1.5, "seed": 7}
+    assert torch.equal(codec.unpack_codes(header, payload), codec.encode(x))
+    assert 8 * len(payload) <= codec.encode(x).shape[-1] * (4 + 5) + 64  # at most the uniform rate
+    y = codec.decompress(data)
+    assert y.shape == (1, 12345) and torch.equal(y, codec.decompress(data))  # repeatable
+    torch.testing.assert_close(y, codec.decode(codec.encode(x), 12345, steps=3, guidance=1.5, sampler="dpm", seed=7)[0])
+    assert not torch.equal(codec.decompress(data, seed=8), y)  # a decode flag overrides the file
+    assert codec.tokens(x).shape == (codec.frames_for(12345), 2)
+
+
+def test_streamed_decoding_is_the_whole_decode(codec):
+    codes = codec.encode(sine_sweep(1, 40000))
+    whole = codec.decode(codes, 40000, steps=2, seed=3)
+    codec.batch_windows = 2  # seven windows in four groups: pieces as soon as mel is final
+    try:
+        pieces = list(codec.decode_chunks(codes, 40000, steps=2, seed=3))
+    finally:
+        codec.batch_windows = 8
+    assert len(pieces) >= 2 and sum(p.shape[-1] for p in pieces) == 40000
+    torch.testing.assert_close(torch.cat(pieces, -1), whole[0])
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("weights_hash", "0" * 16, "use the model that encoded it"),
+    ("codebook_sizes", [16, 64], "do not fit this model"),
+    ("codes_shape", [1, 2, 400], "does not match"),
+    ("length", 10**12, "does not match"),
+    ("sampler", {"name": "ddim", "steps": 0, "guidance": 2.0, "seed": 0}, "steps"),
+    ("sampler", {"name": "euler", "steps": 5, "guidance": 2.0, "seed": 0}, "name"),
+    ("sampler", {"name": "ddim", "steps": 5, "guidance": 2.0}, "seed"),
+    ("entropy", {"kind": "prior"}, "prior"),
+])
+def test_hostile_headers_are_one_clear_error(codec, field, value, words):
+    from codecgen.codecs import bitstream
+
+    header, payload = bitstream.unpack(codec.compress(sine_sweep(1, 8000)))
+    with pytest.raises(ValueError, match=words):
+        codec.unpack_codes({**header, field: value}, payload)
+
+
+def test_truncated_payload_and_bad_settings_are_refused(codec):
+    from codecgen.codecs import bitstream
+    from codecgen.codecs.base import CodecError
+
+    header, payload = bitstream.unpack(codec.compress(sine_sweep(1, 8000)))
+    with pytest.raises(bitstream.BitstreamError, match="corrupt payload"):
+        codec.unpack_codes(header, payload[: len(payload) // 2])
+    with pytest.raises(CodecError, match="guidance"):
+        codec.compress(sine_sweep(1, 8000), guidance=float("nan"))
+    with pytest.raises(CodecError, match="both of its token streams"):
+        codec.encode_chunks(iter([]), n_q=1)

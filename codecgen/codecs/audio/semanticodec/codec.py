@@ -24,14 +24,16 @@ frequency, so a row of ``cols`` frames covers 160 ms (320 ms at 25 tokens/s). Co
 (B, 2, frames) with whole rows; encoding windows do not overlap (no token is sent twice).
 Decoding runs windows at a hop of ``rows - overlap`` rows (``overlap_seconds``, 0.64 s as the
 authors), each conditioned on the codes under it, frames past the end unconditional, and
-cross-fades the decoded mels linearly over the overlap before one vocoder pass (in chunks
-with context for long files): the joins have no steps. Sampling is deterministic for a seed
-(``seed`` + window index seeds each window's noise, whatever the batching).
+cross-fades the decoded mels linearly over the overlap; the vocoder runs on the cross-faded
+mel in pieces with 0.5 s of context (``decode_stream``: memory bounded by a group of
+windows for any length): the joins have no steps. Sampling is deterministic for a seed
+(``seed`` and the window's index seed its noise, whatever the batching).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -39,6 +41,7 @@ from torch import Tensor, nn
 
 from codecgen.codecs.audio.base import check_waveform
 from codecgen.codecs.audio.semanticodec.acoustic import AcousticEncoder
+from codecgen.codecs.audio.semanticodec.files import SemantiCodecFiles
 from codecgen.codecs.audio.semanticodec.mel_vae import MelVAE
 from codecgen.codecs.audio.semanticodec.tokenizer import SemanticTokenizer
 from codecgen.codecs.audio.semanticodec.vocoder import MelVocoder
@@ -49,11 +52,11 @@ from codecgen.nn.diffusion import make_scheduler, sample
 from codecgen.nn.quantizers import VQ
 from codecgen.nn.vit import sincos_1d
 
-VOCODER_CHUNK_FRAMES, VOCODER_CONTEXT_FRAMES = 2000, 50  # 20 s of mel per vocoder call, 0.5 s context
+VOCODER_CONTEXT_FRAMES = 50  # mel frames (0.5 s) of context on each side of a vocoded piece
 
 
 @configurable
-class SemantiCodec(Generator, Codec):
+class SemantiCodec(SemantiCodecFiles, Generator, Codec):
     """Args:
         unet: ``diffusers.UNet2DConditionModel`` over the VAE latent (in and out channels =
             its latent channels), ``cross_attention_dim`` = quantizer dim + tokenizer dim +
@@ -275,6 +278,16 @@ class SemantiCodec(Generator, Codec):
         """Codes (B, 2, frames) -> waveforms (B, 1, length) (default: the frames' span).
         ``steps``, ``guidance``, ``sampler`` ("ddim", "dpm", "ddpm") default to the model's;
         ``seed`` (with each window's index) fixes the noise; ``progress(done, total)``."""
+        wave = torch.cat(list(self.decode_stream(codes, steps, guidance, sampler, seed, progress)), -1)
+        return wave[..., : length if length is not None else wave.shape[-1]]
+
+    @torch.no_grad()
+    def decode_stream(self, codes: Tensor, steps: int | None = None, guidance: float | None = None,
+                      sampler: str | None = None, seed: int = 0, progress=None) -> Iterator[Tensor]:
+        """``decode`` as consecutive waveform pieces (B, 1, n), window group by window group:
+        memory is bounded by a group (``batch_windows``) whatever the length. The mel is
+        final up to where the next window starts; it is vocoded in blocks of one window hop
+        once a vocoder context of final mel lies beyond a block, the rest at the end."""
         codes = self._check_codes(codes.to(self.device))
         steps = self.steps if steps is None else steps
         guidance = self.guidance if guidance is None else guidance
@@ -284,41 +297,43 @@ class SemantiCodec(Generator, Codec):
         check_num_steps(steps, scheduler)
         b, total_rows = codes.shape[0], codes.shape[-1] // self.cols
         starts = self.window_starts(total_rows)
-        mel_per_row = self.tokenizer.mae.num_frames // self.rows
-        mel = torch.zeros(b, total_rows * mel_per_row + self.tokenizer.mae.num_frames, self.vae.mel.n_mels,
-                          device=self.device)
-        jobs = [(i, k) for k in range(len(starts)) for i in range(b)]  # (item, window)
-        done = 0
-        with self.sampling():
-            for group in [jobs[j : j + self.batch_windows] for j in range(0, len(jobs), self.batch_windows)]:
-                windows = [self._window_codes(codes[i : i + 1], starts[k]) for i, k in group]
+        per_row, n_window = self.tokenizer.mae.num_frames // self.rows, self.tokenizer.mae.num_frames
+        total, ctx = total_rows * per_row, VOCODER_CONTEXT_FRAMES
+        mel = torch.zeros(b, 0, self.vae.mel.n_mels, device=self.device)  # frames from `origin` on
+        origin, vocoded = 0, 0
+        group = max(1, self.batch_windows // b)
+        for g in range(0, len(starts), group):
+            ks = range(g, min(g + group, len(starts)))
+            with self.sampling():
+                windows = [self._window_codes(codes, starts[k]) for k in ks]
                 cond = self.condition(torch.cat([w[0] for w in windows]), torch.cat([w[1] for w in windows]))
                 noise = torch.cat([torch.randn(self.latent_shape(1), generator=torch.Generator().manual_seed(
-                    seed * 1_000_003 + k)) for _, k in group]).to(self.device)
+                    seed * 1_000_003 + k)).expand(b, -1, -1, -1) for k in ks]).to(self.device)
                 latents = sample(self.denoise, scheduler, noise.shape, steps, cond=cond,
                                  uncond=self.unconditional(cond) if guidance != 1.0 else None, guidance=guidance,
                                  latents=noise, device=self.device, dtype=noise.dtype)
-                mels = self.vae.decode(latents / self.latent_scale)[:, 0]  # (n, frames, bins)
-                for (i, k), m in zip(group, mels):
-                    a = starts[k] * mel_per_row
-                    w = self._crossfade(m.shape[0], k == 0, k == len(starts) - 1).to(m)
-                    mel[i, a : a + m.shape[0]] += m * w[:, None]
-                done += len(group)
-                if progress is not None:
-                    progress(done, len(jobs))
-        mel = mel[:, : total_rows * mel_per_row].transpose(1, 2)
-        wave = self.vocode(mel)
-        return wave[..., : length if length is not None else wave.shape[-1]]
-
-    def vocode(self, mel: Tensor) -> Tensor:
-        """Mel (B, bins, frames) -> waveform (B, 1, frames x hop), in chunks with context."""
-        out, n = [], mel.shape[-1]
-        for a in range(0, n, VOCODER_CHUNK_FRAMES):
-            b = min(n, a + VOCODER_CHUNK_FRAMES)
-            lo, hi = max(0, a - VOCODER_CONTEXT_FRAMES), min(n, b + VOCODER_CONTEXT_FRAMES)
-            y = self.vocoder(mel[..., lo:hi])
-            out.append(y[..., (a - lo) * self.hop_length : (b - lo) * self.hop_length])
-        return torch.cat(out, -1)
+                mels = self.vae.decode(latents / self.latent_scale)[:, 0].view(len(ks), b, n_window, -1)
+            for k, m in zip(ks, mels):
+                a = starts[k] * per_row - origin
+                grow = a + n_window - mel.shape[1]
+                if grow > 0:
+                    mel = torch.cat([mel, mel.new_zeros(b, grow, mel.shape[-1])], 1)
+                w = self._crossfade(n_window, k == 0, k == len(starts) - 1).to(m)
+                mel[:, a : a + n_window] += m * w[:, None]
+            if progress is not None:
+                progress(ks[-1] + 1, len(starts))
+            last = ks[-1] == len(starts) - 1
+            final = total if last else starts[ks[-1] + 1] * per_row  # no later window reaches before this
+            # vocoded in blocks of one window hop on a fixed grid: the same pieces whatever the grouping
+            block = (self.rows - self.overlap_rows) * per_row
+            upto = final if last else (final - ctx) // block * block
+            if upto > vocoded:
+                lo = max(origin, vocoded - ctx)
+                piece = self.vocoder(mel[:, lo - origin : min(final, upto + ctx) - origin].transpose(1, 2))
+                yield piece[..., (vocoded - lo) * self.hop_length : (upto - lo) * self.hop_length]
+                vocoded = upto
+                keep_from = max(origin, vocoded - ctx)  # the next piece's left context onwards
+                mel, origin = mel[:, keep_from - origin :], keep_from
 
     # -- training ---------------------------------------------------------------------------
     def train(self, mode: bool = True):
