@@ -442,3 +442,46 @@ def test_truncated_payload_and_bad_settings_are_refused(codec):
         codec.compress(sine_sweep(1, 8000), guidance=float("nan"))
     with pytest.raises(CodecError, match="both of its token streams"):
         codec.encode_chunks(iter([]), n_q=1)
+
+
+# -- command line ----------------------------------------------------------------------------
+def test_cli_encodes_decodes_repeatably_and_writes_tokens(codec, tmp_path, capsys):
+    import soundfile as sf
+
+    folder = codec.export(tmp_path / "model")
+    src = tmp_path / "in.wav"
+    wave = sine_sweep(1, 26460, 22050)[0, 0].numpy()  # 1.2 s at 22.05 kHz: resampled to 16 kHz and back
+    sf.write(src, np.stack([wave, wave], 1), 22050)  # stereo: mixed down
+    assert infer.main(["encode", "--model", str(folder), str(src), str(tmp_path / "a.cgc"), "--quiet"]) == 0
+    out = tmp_path / "a.wav"
+    args = ["decode", "--model", str(folder), str(tmp_path / "a.cgc"), str(out), "--steps", "2", "--quiet"]
+    assert infer.main(args) == 0
+    first = out.read_bytes()
+    assert infer.main([*args, "--overwrite"]) == 0 and out.read_bytes() == first  # the file's seed
+    decoded, rate = sf.read(out)
+    assert rate == 22050 and decoded.shape == (26460,)
+    assert infer.main([*args, "--overwrite", "--seed", "5"]) == 0 and out.read_bytes() != first
+    assert infer.main(["tokens", "--model", str(folder), str(src), str(tmp_path / "t.npy"), "--quiet"]) == 0
+    tokens = np.load(tmp_path / "t.npy")
+    assert tokens.dtype == np.int64 and tokens.shape == (codec.frames_for(19200), 2)  # 1.2 s at 16 kHz
+    # bad settings and wrong models: one line, exit 2, nothing written
+    capsys.readouterr()
+    for extra, words in ((["--steps", "0"], "steps"), (["--guidance", "-1"], "guidance")):
+        assert infer.main([*args[:4], str(tmp_path / "b.wav"), *extra, "--quiet"]) == 2
+        assert words in capsys.readouterr().err and not (tmp_path / "b.wav").exists()
+    assert infer.main(["tokens", "--model", str(folder), str(src), str(tmp_path / "t.txt")]) == 2
+    assert ".npy" in capsys.readouterr().err
+
+
+def test_sampling_flags_are_refused_for_a_codec_that_does_not_sample(tiny_checkpoint, tmp_path, capsys):
+    import soundfile as sf
+
+    src = tmp_path / "in.wav"
+    sf.write(src, sine_sweep(1, 8000)[0, 0].numpy(), 16000)
+    assert infer.main(["encode", "--model", str(tiny_checkpoint), str(src), str(tmp_path / "a.cgc"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert infer.main(["decode", "--model", str(tiny_checkpoint), str(tmp_path / "a.cgc"), str(tmp_path / "a.wav"),
+                       "--steps", "4", "--quiet"]) == 2
+    assert "decodes without sampling" in capsys.readouterr().err and not (tmp_path / "a.wav").exists()
+    assert infer.main(["tokens", "--model", str(tiny_checkpoint), str(src), str(tmp_path / "t.npy")]) == 2
+    assert "SemantiCodec" in capsys.readouterr().err

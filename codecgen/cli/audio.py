@@ -1,6 +1,8 @@
-"""Audio on files: any rate and channel count -> ``.cgc`` (HiFi-Codec, Language-Codec) and
-back at the source's rate and length. Long files are coded in chunks with context
-(``chunk_plan``), so memory stays bounded whatever the length."""
+"""Audio on files: any rate and channel count -> ``.cgc`` (HiFi-Codec, Language-Codec,
+SemantiCodec) and back at the source's rate and length, and SemantiCodec's tokens as ``.npy``.
+Long files are coded in chunks (``chunk_plan``), so memory stays bounded whatever the length.
+A diffusion decoder (SemantiCodec) samples with the settings in the file unless
+``--steps`` / ``--guidance`` / ``--scheduler`` / ``--seed`` say otherwise."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from codecgen.cli.files import decode_limits, progress, staged, temp_path
+from codecgen.cli.files import UserError, check_output, decode_limits, progress, staged, temp_path
 from codecgen.codecs import bitstream
 from codecgen.codecs.base import CodecError
 
@@ -18,8 +20,11 @@ OUTPUTS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG
 DEFAULT_FORMAT = "wav"
 
 
-@torch.inference_mode()
-def encode(model, src: Path, dst: Path, args, quiet: bool) -> str:
+SAMPLER_FLAGS = {"steps": "--steps", "guidance": "--guidance", "scheduler": "--scheduler", "seed": "--seed"}
+
+
+def _codes(model, src: Path, args, quiet: bool):
+    """(codes (1, n_q, frames), length at the model's rate, source rate, source frames)."""
     from codecgen.datamodules.audio import audio_info, iter_audio_chunks
 
     source_rate, source_frames, _ = audio_info(src)
@@ -27,6 +32,27 @@ def encode(model, src: Path, dst: Path, args, quiet: bool) -> str:
     n_chunks = math.ceil(math.ceil(source_frames * model.sample_rate / source_rate) / chunk)
     chunks = progress(iter_audio_chunks(src, model.sample_rate, chunk, context), n_chunks, "encode", quiet)
     codes, length = model.encode_chunks(chunks, n_q=getattr(args, "n_q", None))
+    return codes, length, source_rate, source_frames
+
+
+def _sampler_flags(model, args) -> dict:
+    """The diffusion decode flags given, for a model that samples; refused for one that does not."""
+    given = {k: getattr(args, k, None) for k in SAMPLER_FLAGS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not hasattr(model, "sampler_settings"):
+        if given:
+            raise UserError(f"{', '.join(SAMPLER_FLAGS[k] for k in given)}: {model.model_name} decodes without "
+                            "sampling (these flags are for SemantiCodec files)")
+        return {}
+    if "scheduler" in given:
+        given["name"] = given.pop("scheduler")
+    model.sampler_settings(given.get("steps"), given.get("guidance"), given.get("name"), given.get("seed", 0))
+    return given
+
+
+@torch.inference_mode()
+def encode(model, src: Path, dst: Path, args, quiet: bool) -> str:
+    codes, length, source_rate, source_frames = _codes(model, src, args, quiet)
     header, payload = model.pack_codes(codes, length, source_rate, source_frames)
     bitstream.write(dst, header, payload, overwrite=args.overwrite)
     seconds, size = source_frames / source_rate, dst.stat().st_size
@@ -56,10 +82,15 @@ def decode(model, src: Path, dst: Path, header: dict, payload: bytes, args, quie
 
     from codecgen.datamodules.audio import iter_audio_chunks
 
+    sampler = _sampler_flags(model, args)
     codes = model.unpack_codes(header, payload, limits=decode_limits(args))
     chunk_frames = model.chunk_plan()[0] // model.hop_length
-    pieces = progress(model.decode_chunks(codes, header["length"]), math.ceil(codes.shape[-1] / chunk_frames),
-                      "decode", quiet)
+    if sampler or hasattr(model, "sampler_settings"):  # a diffusion decoder: the file's settings, flags over them
+        chunks = model.decode_chunks(codes, header["length"], header, **sampler)
+        total = math.ceil(header["length"] / model.chunk_plan()[0])
+    else:
+        chunks, total = model.decode_chunks(codes, header["length"]), math.ceil(codes.shape[-1] / chunk_frames)
+    pieces = progress(chunks, total, "decode", quiet)
     rate = header["source_sample_rate"]
     with staged(dst) as final:
         if rate == model.sample_rate:
@@ -76,3 +107,30 @@ def decode(model, src: Path, dst: Path, header: dict, payload: bytes, args, quie
             finally:
                 at_model_rate.unlink(missing_ok=True)
     return f"{dst}: {header['source_length'] / rate:.2f} s at {rate} Hz"
+
+
+@torch.inference_mode()
+def cmd_tokens(args) -> None:
+    """``infer.py tokens``: one audio file -> an int64 (frames, 2) array in a ``.npy``."""
+    import numpy as np
+
+    from codecgen.cli.models import load_model
+
+    src, dst = Path(args.input), Path(args.output)
+    if dst.suffix.lower() != ".npy":
+        raise UserError(f"the output must be a .npy file, got {dst.name}")
+    if src.suffix.lower() not in INPUTS:
+        raise UserError(f"{src.name}: not a {' / '.join(s.lstrip('.') for s in INPUTS)} file")
+    check_output(dst, args.overwrite, [src])
+    model = load_model(args.model, "audio", args.device)
+    if not hasattr(model, "tokens"):
+        raise UserError(f"{args.model} is a {model.model_name}; tokens come from a SemantiCodec model")
+    try:
+        codes, _, _, _ = _codes(model, src, args, args.quiet)
+    except (OSError, RuntimeError) as error:
+        raise UserError(f"cannot read {src}: {error}") from None
+    tokens = codes[0].t().contiguous().cpu().numpy().astype(np.int64)
+    with staged(dst) as tmp, open(tmp, "wb") as f:
+        np.save(f, tokens)
+    if not args.quiet:
+        print(f"{dst}: {tokens.shape[0]} frames x (semantic, acoustic), {model.tokens_per_second} tokens/s")

@@ -28,6 +28,7 @@ GROUPS = [
     ("codecs", [
         ("encode", "audio / image -> .cgc with a trained model; video -> .cgc by fitting --model hnerv|nerv"),
         ("decode", ".cgc -> audio / image / video, by the file's modality (video needs no --model)"),
+        ("tokens", "audio -> SemantiCodec's tokens as an int64 (frames, 2) .npy (semantic, acoustic)"),
     ]),
     ("images", [("damage", "simulate lost indices: a copy of an image .cgc with positions marked lost")]),
     ("video", [("pack-video", "a NeRV-family checkpoint trained with train.py -> the clip's .cgc")]),
@@ -60,6 +61,7 @@ EXAMPLES = {
   python infer.py decode --model vqgan-f16 photo.cgc photo.png
   python infer.py decode clip.cgc clip.mkv --frames 10:20         # video files carry their decoder
   python infer.py decode --model vqgan-f16 coded/ decoded/ --format png""",
+    "tokens": "  python infer.py tokens --model semanticodec-16k speech.wav speech_tokens.npy",
     "damage": """\
   python infer.py damage --model vqgan-f16 photo.cgc lost.cgc --loss 0.2 --pattern burst
   python infer.py decode --model vqgan-f16 lost.cgc repaired.png --restore""",
@@ -181,6 +183,14 @@ def _video_encode(o: _Options) -> None:
           help="fitting lr (default: the paper's, 1e-3 or 3e-3 boosted)")
 
 
+def _diffusion_decode(o: _Options) -> None:
+    g = o.parser.add_argument_group("audio decoded by diffusion (SemantiCodec; default: the file's settings)")
+    o.add("audio", "--steps", type=int, default=None, group=g, help=f"denoising steps, 1..{MAX_STEPS}")
+    o.add("audio", "--guidance", type=float, default=None, group=g, help="classifier-free guidance scale, >= 0")
+    o.add("audio", "--scheduler", choices=("ddim", "dpm", "ddpm"), default=None, group=g, help="the sampler")
+    o.add("audio", "--seed", type=int, default=None, group=g, help="the noise seed")
+
+
 def _decode_limits(o: _Options) -> None:
     g = o.parser.add_argument_group("decode limits (what a file may ask for; raise them for files you trust)")
     o.add(None, "--max-seconds", type=float, default=None, group=g,
@@ -253,8 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     _format(o)
     _restore(o)
     _frame_range(o)
+    _diffusion_decode(o)
     _decode_limits(o)
     o.done(f"{VERBS}:cmd_decode")
+
+    o = _add(sub, "tokens")
+    _io(o, "wav / flac / ogg file (any rate, mono or not)", ".npy file: int64 (frames, 2)")
+    _model(o, True, "a SemantiCodec model")
+    _common(o)
+    o.done("codecgen.cli.audio:cmd_tokens")
 
     o = _add(sub, "damage")
     _io(o, "image .cgc file", ".cgc file with the lost positions marked")
