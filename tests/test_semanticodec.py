@@ -485,3 +485,19 @@ def test_sampling_flags_are_refused_for_a_codec_that_does_not_sample(tiny_checkp
     assert "decodes without sampling" in capsys.readouterr().err and not (tmp_path / "a.wav").exists()
     assert infer.main(["tokens", "--model", str(tiny_checkpoint), str(src), str(tmp_path / "t.npy")]) == 2
     assert "SemantiCodec" in capsys.readouterr().err
+
+
+# -- configs -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["mae_small", "mae_paper", "mel_vae_small", "mel_vae_paper", "vocoder_small",
+                                  "vocoder_paper", "small", "paper"])
+def test_small_and_paper_configs_build(name):
+    import yaml
+
+    from codecgen.config import build
+
+    model = build(yaml.safe_load(open(ROOT / "configs" / "semanticodec" / f"{name}.yaml"))["model"])
+    if name == "paper":  # the authors' sizes: their UNet (55.6 M), 1.3 kbps at 100 tokens/s
+        assert round(sum(p.numel() for p in model.unet.parameters()) / 1e6, 1) == 55.6
+        assert model.bitrate() == 1300.0 and model.tokens_per_second == 100
+    if name == "small":
+        assert model.bitrate() == 575.0 and model.latent_shape(1) == (1, 8, 64, 16)
