@@ -145,16 +145,17 @@ def valid_n_q(quantizer) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- ours
-def bench_ours(model, label: str, sets: dict[str, list[Path]]) -> tuple[list[dict], dict]:
-    """Per-file records for every valid n_q, and the codes (for the corpus prior)."""
+def bench_ours(model, label: str, sets: dict[str, list[Path]], n_qs: list[int] | None = None) -> tuple[list[dict], dict]:
+    """Per-file records for every valid n_q (or those of ``n_qs``), and the codes (for the corpus prior)."""
     records, codes_by = [], {}
     sr_model = model.sample_rate
     warm = torch.zeros(1, 1, sr_model)
     warm[..., ::97] = 0.1
-    for n_q in valid_n_q(model.quantizer):  # first calls allocate; keep them out of the timings
+    n_qs = valid_n_q(model.quantizer) if n_qs is None else n_qs
+    for n_q in n_qs:  # first calls allocate; keep them out of the timings
         model.decode(model.encode(warm, n_q=n_q))
     todo = [(s, f) for s in sets for f in sets[s]]
-    for n_q in valid_n_q(model.quantizer):
+    for n_q in n_qs:
         sizes = model.quantizer.codebook_sizes[:n_q]
         setting, pairs = [], []
         for subset, path in tqdm(todo, desc=f"{label} n_q={n_q}", file=sys.stderr, leave=False):
@@ -257,18 +258,20 @@ def codec2_payload_bytes(data: bytes) -> int:
     return len(data) - 7  # magic (3), version (2), mode (1), flags (1)
 
 
-def anchor_specs(encoders: set[str], decoders: set[str]) -> list[dict]:
+def anchor_specs(encoders: set[str], decoders: set[str], opus_kbps=OPUS_KBPS, codec2_modes=CODEC2_MODES) -> list[dict]:
+    """ffmpeg settings of the anchors found (Codec 2 modes: 3200 ... 1200 or "700C")."""
     specs = []
     if "libopus" in encoders and ({"libopus", "opus"} & decoders):
-        for k in OPUS_KBPS:
+        for k in opus_kbps:
             specs.append({"codec": "Opus", "setting": f"{k}k voip", "nominal_kbps": float(k), "ext": ".ogg",
                           "enc": ["-c:a", "libopus", "-b:a", f"{k}k", "-application", "voip"],
                           "payload": ogg_payload_bytes})
     else:
         print("ffmpeg has no libopus encoder/decoder: skipping the Opus anchor", file=sys.stderr)
     if "libcodec2" in encoders and "libcodec2" in decoders:
-        for mode in CODEC2_MODES:
-            specs.append({"codec": "Codec 2", "setting": f"mode {mode}", "nominal_kbps": mode / 1000, "ext": ".c2",
+        for mode in codec2_modes:
+            bps = int(str(mode).rstrip("C"))
+            specs.append({"codec": "Codec 2", "setting": f"mode {mode}", "nominal_kbps": bps / 1000, "ext": ".c2",
                           "enc": ["-ar", "8000", "-ac", "1", "-c:a", "libcodec2", "-mode", str(mode)],
                           "payload": codec2_payload_bytes})
     else:
@@ -430,7 +433,7 @@ def run_child(cmd: list[str], tmp: Path) -> tuple[float, float]:
     return wall, peak_kib / 1024
 
 
-def bench_long(models: dict[str, str], wavs: dict[float, Path], tmp: Path) -> list[dict]:
+def bench_long(models: dict[str, str], wavs: dict[float, Path], tmp: Path, decode_args: tuple[str, ...] = ()) -> list[dict]:
     rows = []
     jobs = [(label, m) for label in models for m in sorted(wavs)]
     for label, minutes in tqdm(jobs, desc="long files", file=sys.stderr, leave=False):
@@ -440,7 +443,8 @@ def bench_long(models: dict[str, str], wavs: dict[float, Path], tmp: Path) -> li
             p.unlink(missing_ok=True)
         infer = [sys.executable, str(ROOT / "infer.py")]
         enc_wall, enc_rss = run_child(infer + ["encode", "--model", models[label], str(src), str(coded), "--quiet"], tmp)
-        dec_wall, dec_rss = run_child(infer + ["decode", "--model", models[label], str(coded), str(back), "--quiet"], tmp)
+        dec_wall, dec_rss = run_child(infer + ["decode", "--model", models[label], str(coded), str(back), "--quiet",
+                                               *decode_args], tmp)
         seconds = sf.info(str(src)).frames / sf.info(str(src)).samplerate
         rows.append({"codec": label, "minutes": minutes, "seconds": seconds,
                      "kbps": 8 * coded.stat().st_size / seconds / 1000,
