@@ -1,4 +1,4 @@
-"""Fuzzing the three file readers (audio, image, video) with mutated ``.cgc`` files.
+"""Fuzzing the file readers (audio, SemantiCodec, image, video) with mutated ``.cgc`` files.
 
 Seed files are made by tiny models with random weights (the tiny configs), then mutated
 (seeded): bit flips and truncations (the CRC catches them), foreign and garbage files,
@@ -10,7 +10,7 @@ Every mutant must either decode or be refused with one clean ``BitstreamError`` 
 ``CodecError``, within ``MAX_DECODE_SECONDS`` and ``MAX_DECODE_MB`` of memory growth
 (peak RSS of the process, which covers torch and numpy, reset before each decode).
 ``CODECGEN_FUZZ_N`` sets the mutants per file kind (default 500; thousands for a long
-local run) and ``CODECGEN_FUZZ_SEED`` the seed.
+local run; a fifth of it for SemantiCodec, whose decodes sample) and ``CODECGEN_FUZZ_SEED`` the seed.
 """
 
 from __future__ import annotations
@@ -359,6 +359,26 @@ def test_fuzz_audio(audio, image, video):
     outcomes = run_fuzz(lambda d: model.decompress(d, limits=LIMITS), seeds, [image[1][0], video[0]], grow_audio,
                         N_MUTANTS, SEED)
     _report("audio", outcomes, began)
+    assert outcomes["refused"] and outcomes["decoded"]
+
+
+@pytest.fixture(scope="module")
+def semantic():
+    """A tiny untrained SemantiCodec (k-means fitted on its own features) and two files."""
+    torch.manual_seed(SEED)
+    model = build(yaml.safe_load(open(ROOT / "configs" / "semanticodec" / "tiny.yaml"))["model"]).eval()
+    model.tokenizer.fit_kmeans([0.3 * torch.randn(2, 1, model.window_samples) for _ in range(2)], iters=3)
+    seeds = [model.compress(0.3 * torch.randn(1, 3000), steps=2), model.compress(0.3 * torch.randn(1, 12000))]
+    return model, seeds
+
+
+def test_fuzz_semanticodec(semantic, audio, image):
+    model, seeds = semantic
+    began = time.perf_counter()
+    # one sampling step whatever the file asks for (a valid file may ask for 1000: slow, not hostile)
+    outcomes = run_fuzz(lambda d: model.decompress(d, limits=LIMITS, steps=1), seeds, [audio[1][0], image[1][0]],
+                        grow_audio, max(50, N_MUTANTS // 5), SEED)
+    _report("semanticodec", outcomes, began)
     assert outcomes["refused"] and outcomes["decoded"]
 
 
