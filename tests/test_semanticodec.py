@@ -471,6 +471,11 @@ def test_cli_encodes_decodes_repeatably_and_writes_tokens(codec, tmp_path, capsy
         assert words in capsys.readouterr().err and not (tmp_path / "b.wav").exists()
     assert infer.main(["tokens", "--model", str(folder), str(src), str(tmp_path / "t.txt")]) == 2
     assert ".npy" in capsys.readouterr().err
+    assert infer.main(["encode", "--model", str(folder), str(src), str(tmp_path / "c.cgc"), "--tokens-per-second",
+                       "100", "--quiet"]) == 2
+    assert "codes at 50 tokens/s, not 100" in capsys.readouterr().err and not (tmp_path / "c.cgc").exists()
+    assert infer.main(["encode", "--model", str(folder), str(src), str(tmp_path / "c.cgc"), "--tokens-per-second",
+                       "50", "--quiet"]) == 0
 
 
 def test_sampling_flags_are_refused_for_a_codec_that_does_not_sample(tiny_checkpoint, tmp_path, capsys):

@@ -23,9 +23,24 @@ DEFAULT_FORMAT = "wav"
 SAMPLER_FLAGS = {"steps": "--steps", "guidance": "--guidance", "scheduler": "--scheduler", "seed": "--seed"}
 
 
+def _check_rate(model, args) -> None:
+    """``--tokens-per-second``: SemantiCodec models only, and the one the model was trained for."""
+    wanted = getattr(args, "tokens_per_second", None)
+    if wanted is None:
+        return
+    rate = getattr(model, "tokens_per_second", None)
+    if rate is None:
+        raise UserError(f"--tokens-per-second applies to SemantiCodec models; {model.model_name} has no token rate")
+    if rate != wanted:
+        raise UserError(f"this model codes at {rate} tokens/s, not {wanted}: each SemantiCodec model is trained for "
+                        "one rate; give a model trained for that rate")
+
+
 def _codes(model, src: Path, args, quiet: bool):
     """(codes (1, n_q, frames), length at the model's rate, source rate, source frames)."""
     from codecgen.datamodules.audio import audio_info, iter_audio_chunks
+
+    _check_rate(model, args)
 
     source_rate, source_frames, _ = audio_info(src)
     chunk, context = model.chunk_plan()

@@ -148,6 +148,8 @@ MODEL_HELP = "a .ckpt file, an exported folder, or a shipped checkpoint name (hi
 def _audio_encode(o: _Options) -> None:
     g = o.parser.add_argument_group("audio models")
     o.add("audio", "--n-q", type=int, default=None, group=g, help="number of codebooks (fewer: lower bitrate)")
+    o.add("audio", "--tokens-per-second", type=int, choices=(25, 50, 100), default=None, group=g,
+          help="SemantiCodec: the rate the model must code at (each model is trained for one)")
 
 
 def _image_encode(o: _Options) -> None:
