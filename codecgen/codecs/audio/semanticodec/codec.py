@@ -16,7 +16,9 @@ window-long segments: the diffusion loss of ``Generator`` plus the VQ's commitme
 (``vq_weight``); condition dropout for the guidance. The three frozen stages come from their
 own runs (``tokenizer_ckpt``, ``vae_ckpt``, ``vocoder_ckpt``: read at the start of a fresh run
 only; a trained codec carries every weight). The VAE's latents are scaled to unit variance,
-measured on the first batch (LDM's ``scale_by_std``).
+measured on the first batch (LDM's ``scale_by_std``). The UNet's weights are averaged (EMA,
+sampled with and exported); the acoustic encoder is not: its outputs must stay those its VQ
+codebook was fitted to.
 
 Geometry. A window is the tokenizer's: ``N`` mel frames of 10 ms (the paper 1024, 10.24 s).
 Its frames are AudioMAE patch blocks, time-major: ``rows`` blocks along time, ``cols`` along
@@ -361,9 +363,8 @@ class SemantiCodec(SemantiCodecFiles, Generator, Codec):
             features, _, centroids = self._semantic(x)
             z = self.vae.encode(self.vae.mel_image(x), sample=True) * self.latent_scale
         q = self.quantizer(self._acoustic_vectors(features, centroids).transpose(1, 2))
-        self._vq = q
-        valid = torch.ones(x.shape[0], features.shape[1], dtype=torch.bool, device=x.device)
-        cond = torch.cat([q.quantized.transpose(1, 2), centroids], -1) * valid[..., None]
+        self._vq = q  # its commitment loss joins the diffusion loss in training_step
+        cond = torch.cat([q.quantized.transpose(1, 2), centroids], -1)
         return z, torch.cat([cond, self.positions[None].expand(x.shape[0], -1, -1).to(cond)], -1)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
