@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from codecgen.cli.files import UserError, check_output, decode_limits, progress, staged, temp_path
+from codecgen.cli.files import StepBar, UserError, check_output, decode_limits, progress, staged, temp_path
 from codecgen.codecs import bitstream
 from codecgen.codecs.base import CodecError
 
@@ -93,35 +93,39 @@ def _write(pieces, path: Path, sample_rate: int, total: int) -> None:
 
 @torch.inference_mode()
 def decode(model, src: Path, dst: Path, header: dict, payload: bytes, args, quiet: bool) -> str:
+    sampler = _sampler_flags(model, args)
+    codes = model.unpack_codes(header, payload, limits=decode_limits(args))
+    with StepBar("decode", quiet, unit="window") as bar, staged(dst) as final:
+        if hasattr(model, "sampler_settings"):  # a diffusion decoder: the file's settings, flags over them
+            pieces = model.decode_chunks(codes, header["length"], header, progress=bar.callback(), **sampler)
+        else:
+            chunk_frames = model.chunk_plan()[0] // model.hop_length
+            pieces = progress(model.decode_chunks(codes, header["length"]), math.ceil(codes.shape[-1] / chunk_frames),
+                              "decode", quiet)
+        _write_decoded(model, pieces, header, dst, final)
+    rate = header["source_sample_rate"]
+    return f"{dst}: {header['source_length'] / rate:.2f} s at {rate} Hz"
+
+
+def _write_decoded(model, pieces, header: dict, dst: Path, final: Path) -> None:
+    """Waveform pieces at the model's rate -> ``final`` at the source's rate and length."""
     import soundfile as sf
 
     from codecgen.datamodules.audio import iter_audio_chunks
 
-    sampler = _sampler_flags(model, args)
-    codes = model.unpack_codes(header, payload, limits=decode_limits(args))
-    chunk_frames = model.chunk_plan()[0] // model.hop_length
-    if sampler or hasattr(model, "sampler_settings"):  # a diffusion decoder: the file's settings, flags over them
-        chunks = model.decode_chunks(codes, header["length"], header, **sampler)
-        total = math.ceil(header["length"] / model.chunk_plan()[0])
-    else:
-        chunks, total = model.decode_chunks(codes, header["length"]), math.ceil(codes.shape[-1] / chunk_frames)
-    pieces = progress(chunks, total, "decode", quiet)
     rate = header["source_sample_rate"]
-    with staged(dst) as final:
-        if rate == model.sample_rate:
-            _write(pieces, final, model.sample_rate, header["length"])
-        else:  # decode at the model's rate, then resample window by window to the source's
-            at_model_rate = temp_path(dst, ".wav")
-            try:
-                with sf.SoundFile(str(at_model_rate), "w", samplerate=model.sample_rate, channels=1,
-                                  subtype="FLOAT") as f:
-                    for piece in pieces:
-                        f.write(piece.reshape(-1).numpy())
-                windows = iter_audio_chunks(at_model_rate, rate, 30 * rate, rate // 10)
-                _write((w[:, left: left + n] for w, left, n in windows), final, rate, header["source_length"])
-            finally:
-                at_model_rate.unlink(missing_ok=True)
-    return f"{dst}: {header['source_length'] / rate:.2f} s at {rate} Hz"
+    if rate == model.sample_rate:
+        _write(pieces, final, model.sample_rate, header["length"])
+        return
+    at_model_rate = temp_path(dst, ".wav")  # decode at the model's rate, then resample window by window
+    try:
+        with sf.SoundFile(str(at_model_rate), "w", samplerate=model.sample_rate, channels=1, subtype="FLOAT") as f:
+            for piece in pieces:
+                f.write(piece.reshape(-1).numpy())
+        windows = iter_audio_chunks(at_model_rate, rate, 30 * rate, rate // 10)
+        _write((w[:, left: left + n] for w, left, n in windows), final, rate, header["source_length"])
+    finally:
+        at_model_rate.unlink(missing_ok=True)
 
 
 @torch.inference_mode()
