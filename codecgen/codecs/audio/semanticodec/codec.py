@@ -310,7 +310,7 @@ class SemantiCodec(SemantiCodecFiles, Generator, Codec):
                 windows = [self._window_codes(codes, starts[k]) for k in ks]
                 cond = self.condition(torch.cat([w[0] for w in windows]), torch.cat([w[1] for w in windows]))
                 noise = torch.cat([torch.randn(self.latent_shape(1), generator=torch.Generator().manual_seed(
-                    seed * 1_000_003 + k)).expand(b, -1, -1, -1) for k in ks]).to(self.device)
+                    seed * 1_000_003 + k)).expand(b, -1, -1, -1) for k in ks]).to(self.device, self.dtype)
                 latents = sample(self.denoise, scheduler, noise.shape, steps, cond=cond,
                                  uncond=self.unconditional(cond) if guidance != 1.0 else None, guidance=guidance,
                                  latents=noise, device=self.device, dtype=noise.dtype)
