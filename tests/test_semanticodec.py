@@ -47,6 +47,11 @@ def fit(config: Path, corpus: Path, root: Path, *extra: str) -> tuple[list[dict]
     return rows, Path(cli.trainer.checkpoint_callback.last_model_path)
 
 
+def column(rows: list[dict], name: str) -> list[float]:
+    """A logged metric's values, in order, from a run's CSV rows."""
+    return [float(r[name]) for r in rows if r.get(name)]
+
+
 # -- front end ---------------------------------------------------------------------------
 def test_fbank_is_kaldis_on_the_mean_removed_wave_normalised_with_audioset_statistics():
     wave = sine_sweep(2, 16000) + 0.1  # a DC offset the front end removes
@@ -156,7 +161,7 @@ def mae_run(tiny_corpus, tmp_path_factory):
 
 def test_mae_pretraining_trains_through_train_py_and_its_loss_falls(mae_run):
     rows, last = mae_run
-    losses = [float(r["train/mae"]) for r in rows if r.get("train/mae")]
+    losses = column(rows, "train/mae")
     assert len(losses) == 40 and np.median(losses[-8:]) < 0.85 * np.median(losses[:8]), losses
     assert any(r.get("val/mae") for r in rows) and last.is_file()
     model = codecgen.load(str(last))
@@ -243,7 +248,7 @@ def vae_run(tiny_corpus, tmp_path_factory):
 
 def test_mel_vae_trains_through_train_py_with_its_gan_and_round_trips_shapes(vae_run):
     rows, last = vae_run
-    l1 = [float(r["train/l1"]) for r in rows if r.get("train/l1")]
+    l1 = column(rows, "train/l1")
     assert len(l1) == 30 and np.median(l1[-6:]) < 0.7 * np.median(l1[:6]), l1
     assert any(r.get("train/disc") for r in rows) and any(r.get("train/gan_weight") for r in rows)  # from step 15
     assert any(r.get("val/mel_l1") for r in rows)
@@ -273,7 +278,7 @@ def vocoder_run(tiny_corpus, tmp_path_factory):
 
 def test_vocoder_trains_through_train_py_with_its_gan(vocoder_run):
     rows, last = vocoder_run
-    mel = [float(r["train/mel"]) for r in rows if r.get("train/mel")]
+    mel = column(rows, "train/mel")
     assert len(mel) == 30 and np.median(mel[-6:]) < 0.8 * np.median(mel[:6]), mel
     assert any(r.get("train/disc") for r in rows) and any(r.get("val/mel_distance") for r in rows)
     vocoder = codecgen.load(str(last)).eval()
@@ -314,8 +319,8 @@ def codec(codec_run) -> SemantiCodec:
 
 def test_codec_trains_through_train_py_on_the_frozen_stages(codec_run, codec, vae_run):
     rows, last, tokenizer = codec_run
-    loss = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
-    val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]  # fixed noise and timesteps
+    loss = column(rows, "train/loss")
+    val = column(rows, "val/loss")  # fixed noise and timesteps
     assert len(loss) == 40 and len(val) >= 10 and any(r.get("train/vq") for r in rows), val
     assert np.mean(val[-3:]) < 0.85 * val[0], val  # measured: 0.97 -> 0.76
     # the frozen stages are the runs' own weights, carried in the codec's checkpoint
