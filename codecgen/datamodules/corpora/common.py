@@ -215,8 +215,9 @@ class CorpusBuild:
     not taken for a finished one.
     """
 
-    def __init__(self, out: Path, kind: str) -> None:
+    def __init__(self, out: Path, kind: str, title: str | None = None) -> None:
         self.out, self.kind = out, kind
+        self.title = title or f"codecgen default {kind} corpus"
         self.start = time.time()
         self.warnings: list[str] = []
         for sub in ("train", "val", "licenses"):
@@ -241,7 +242,7 @@ class CorpusBuild:
     def write_readme(self, origin: str, intro: list[str], body: list[str]) -> None:
         """``README.md``: title, how it was built (``origin`` ends the first sentence), the
         ``intro`` paragraph, the warnings, the ``body`` (sources, licences) and the build time."""
-        lines = [f"# codecgen default {self.kind} corpus", "", f"Built offline by `{COMMAND} {self.kind}`{origin}"]
+        lines = [f"# {self.title}", "", f"Built offline by `{COMMAND} {self.kind}`{origin}"]
         lines += intro + [""]
         if self.warnings:
             lines += ["## WARNINGS", ""] + [f"- **{w}**" for w in self.warnings] + [""]

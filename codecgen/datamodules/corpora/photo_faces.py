@@ -174,19 +174,16 @@ def _lfw() -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _astronaut_box() -> tuple[int, int, int, int]:
-    """A square crop around the astronaut's face (the LBP cascade's box, widened) in her photo."""
+def _astronaut_box() -> tuple[float, float, float, float]:
+    """The LBP cascade's face box in scikit-image's astronaut photo."""
     from skimage import data
-    from skimage.feature import Cascade
 
-    photo = data.astronaut()
-    grey = photo.mean(-1) / 255.0
-    found = Cascade(data.lbp_frontal_face_cascade_filename()).detect_multi_scale(
-        img=grey, scale_factor=1.2, step_ratio=1, min_size=(60, 60), max_size=(300, 300))
-    if not found:
+    from codecgen.datamodules.face_detect import detect_face
+
+    box = detect_face(data.astronaut())
+    if box is None:
         raise RuntimeError("the LBP cascade found no face in scikit-image's astronaut")
-    best = max(found, key=lambda d: d["width"] * d["height"])
-    return best["c"], best["r"], best["c"] + best["width"], best["r"] + best["height"]
+    return box
 
 
 def photo_face(name: str) -> PhotoFace:
@@ -195,7 +192,7 @@ def photo_face(name: str) -> PhotoFace:
         from skimage import data
 
         x0, y0, x1, y1 = _astronaut_box()
-        side = int(2.4 * (y1 - y0))
+        side = int(round(2.4 * (y1 - y0)))
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.25 * (y1 - y0)
         left, top = int(np.clip(cx - side / 2, 0, 512 - side)), int(np.clip(cy - side / 2, 0, 512 - side))
         crop = data.astronaut()[top : top + side, left : left + side]
