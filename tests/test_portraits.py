@@ -217,3 +217,49 @@ def test_pose_walk_blinks_and_expression_schedule():
     weights = expression_weights_track([TimedLabel("happy", 0, 2), TimedLabel("sad", 2, 4)], 100, 25.0)
     assert weights[10] == {"happy": 1.0} and weights[90] == {"sad": 1.0}
     assert 0 < weights[50].get("happy", 0) < 1 and 0 < weights[50].get("sad", 0) < 1
+
+
+# --------------------------------------------------------------------------- a tiny build
+
+
+def _envelope(audio: np.ndarray, frames: int) -> np.ndarray:
+    hop = 16000 // 25
+    return np.array([np.sqrt(np.mean(audio[i * hop : (i + 1) * hop] ** 2)) for i in range(frames)])
+
+
+def test_tiny_portrait_build_lines_up_frames_audio_masks_and_labels(tmp_path):
+    from codecgen.datamodules.corpora.phonemes import espeak_available
+    from codecgen.datamodules.corpora.portraits import build_portraits
+
+    if not espeak_available():
+        pytest.skip("libespeak-ng is not installed")
+    out = build_portraits(tmp_path / "p", size=48, clips=3, identities=4, real_prompts=False,
+                          images=tmp_path / "no_images")
+    clips = list_clips(out)
+    assert len(clips) == 3 and {c.parent.name for c in clips} == {"train", "val"}
+    readme = (out / "README.md").read_text()
+    assert "What it cannot show" in readme and "no image corpus" in readme
+    for clip in clips:
+        meta = read_clip_meta(clip)
+        audio, sr = sf.read(clip / "audio.wav", dtype="float32")
+        assert sr == 16000 and len(audio) == meta.frames * 640  # the sound spans the frames exactly
+        video = load_video(clip / "video.mkv")
+        assert video.shape == (meta.frames, 3, 48, 48)
+        tracks = load_clip_tracks(clip, meta)
+        face, lips = unpack_masks(tracks["face_mask"], 48), unpack_masks(tracks["lip_mask"], 48)
+        assert lips.any(axis=(1, 2)).all() and (lips & ~face).sum() <= 2 * meta.frames
+        assert meta.expressions[0].start == 0 and abs(meta.expressions[-1].end - meta.seconds) < 1e-6
+        assert meta.phonemes and all(0 <= p.start < p.end <= meta.seconds + 1e-6 for p in meta.phonemes)
+        # The mouth opens when there is sound: the jaw track follows the speech's loudness, and
+        # the first frames (silence before the speech) have the mouth at rest.
+        jaw = tracks["visemes"][:, 0]
+        assert np.corrcoef(_envelope(audio, meta.frames), jaw)[0, 1] > 0.3
+        assert jaw[:3].max() < 0.15
+    train_ids = {read_clip_meta(c).identity for c in clips if c.parent.name == "train"}
+    val_ids = {read_clip_meta(c).identity for c in clips if c.parent.name == "val"}
+    assert not train_ids & val_ids  # held-out faces
+    stamp = (out / ".complete").stat().st_mtime_ns
+    build_portraits(tmp_path / "p", size=48, clips=3, identities=4, real_prompts=False, images=tmp_path / "no_images")
+    assert (out / ".complete").stat().st_mtime_ns == stamp  # a finished build is not redone
+    with pytest.raises(ValueError, match="size"):
+        build_portraits(tmp_path / "q", size=50, clips=3, identities=4, real_prompts=False)

@@ -3,9 +3,11 @@
 ``python -m codecgen.datamodules.prepare speech --out data/speech [--minutes 40] [--force]``
 ``python -m codecgen.datamodules.prepare image --out data/images [--val-fraction 0.1] [--force]``
 ``python -m codecgen.datamodules.prepare video --out data/video [--size 256] [--frames 100] [--force]``
+``python -m codecgen.datamodules.prepare portraits --out data/portraits [--size 128] [--clips 240] [--force]``
+``python -m codecgen.datamodules.prepare talking-heads SRC --out data/my_heads [--face-box x0,y0,x1,y1]``
 
 The command line only: each corpus and its builder live in ``codecgen.datamodules.corpora``
-(``speech``, ``image``, ``video``; see ../shared/DATA.md). A build ends with
+(``speech``, ``image``, ``video``, ``portraits``, ``talking_heads``; docs/data.md). A build ends with
 ``OUT/.complete``, so a second run returns at once unless ``--force`` is given.
 """
 
@@ -15,6 +17,7 @@ import argparse
 
 from codecgen.datamodules.corpora.common import OPENCV_DATA
 from codecgen.datamodules.corpora.image import IMAGE_VAL_FRACTION, build_images
+from codecgen.datamodules.corpora.portraits import PORTRAIT_CLIPS, PORTRAIT_IDENTITIES, PORTRAIT_SIZE, build_portraits
 from codecgen.datamodules.corpora.speech import build_speech
 from codecgen.datamodules.corpora.video import VIDEO_FRAMES, VIDEO_SIZE, build_video
 
@@ -47,6 +50,30 @@ def _parser() -> argparse.ArgumentParser:
     vp.add_argument("--opencv-dir", default=str(OPENCV_DATA), help=f"opencv-doc sample data (default {OPENCV_DATA})")
     vp.add_argument("--workers", type=int, default=None, help="clips built in parallel")
     vp.add_argument("--force", action="store_true", help="rebuild even if OUT/.complete exists")
+    pp = sub.add_parser("portraits", help="talking-portrait clips for Hallo2 (drawn and photo faces, espeak-ng and "
+                                          "recorded speech, exact landmarks, masks, visemes, expression labels)")
+    pp.add_argument("--out", default="data/portraits", help="output folder (default data/portraits)")
+    pp.add_argument("--size", type=int, default=PORTRAIT_SIZE, help=f"square frame side (default {PORTRAIT_SIZE})")
+    pp.add_argument("--clips", type=int, default=PORTRAIT_CLIPS, help=f"clips to draw (default {PORTRAIT_CLIPS})")
+    pp.add_argument("--identities", type=int, default=PORTRAIT_IDENTITIES,
+                    help=f"drawn faces (default {PORTRAIT_IDENTITIES}; photo faces come on top)")
+    pp.add_argument("--no-photo-faces", action="store_true", help="drawn faces only")
+    pp.add_argument("--no-real-prompts", action="store_true", help="espeak-ng speech only (no package download)")
+    pp.add_argument("--images", default="data/images", help="image corpus for backgrounds (default data/images; "
+                                                           "scikit-image photos when missing)")
+    pp.add_argument("--cache", default=None, help="where .deb files go (default OUT/../.cache/debs)")
+    pp.add_argument("--workers", type=int, default=1, help="clips drawn in parallel processes (default 1)")
+    pp.add_argument("--seed", type=int, default=0, help="changes every random choice (default 0)")
+    pp.add_argument("--force", action="store_true", help="rebuild even if OUT/.complete exists")
+    tp = sub.add_parser("talking-heads", help="your own talking-head videos -> 25 fps face-cropped clips with 16 kHz "
+                                              "audio, in the portrait clip layout")
+    tp.add_argument("src", help="a video file or a folder of them (mp4, mkv, mov, avi, webm)")
+    tp.add_argument("--out", default="data/talking_heads", help="output folder (default data/talking_heads)")
+    tp.add_argument("--size", type=int, default=PORTRAIT_SIZE, help=f"square frame side (default {PORTRAIT_SIZE})")
+    tp.add_argument("--clip-seconds", type=float, default=10.0, help="clip length (default 10)")
+    tp.add_argument("--face-box", default=None, help="x0,y0,x1,y1 of the face in the source frames "
+                                                     "(default: found by the LBP face detector)")
+    tp.add_argument("--force", action="store_true", help="rebuild even if OUT/.complete exists")
     return parser
 
 
@@ -58,6 +85,17 @@ def main(argv: list[str] | None = None) -> None:
     elif args.corpus == "image":
         build_images(args.out, force=args.force, val_fraction=args.val_fraction, max_images=args.max_images,
                      opencv_dir=args.opencv_dir, workers=args.workers, cache=args.cache)
+    elif args.corpus == "portraits":
+        build_portraits(args.out, size=args.size, clips=args.clips, identities=args.identities,
+                        photo_faces=not args.no_photo_faces, real_prompts=not args.no_real_prompts,
+                        images=args.images, cache=args.cache, workers=args.workers, seed=args.seed, force=args.force)
+    elif args.corpus == "talking-heads":
+        from codecgen.datamodules.corpora.talking_heads import import_talking_heads
+        from codecgen.datamodules.face_detect import parse_face_box
+
+        box = parse_face_box(args.face_box) if args.face_box else None
+        import_talking_heads(args.src, args.out, size=args.size, clip_seconds=args.clip_seconds, face_box=box,
+                             force=args.force)
     else:
         build_video(args.out, force=args.force, size=args.size, frames=args.frames, max_clips=args.max_clips,
                     images=args.images, opencv_dir=args.opencv_dir, workers=args.workers)
