@@ -298,6 +298,31 @@ def test_vocoder_refuses_a_generator_that_does_not_fit_the_mel():
                                     upsample_kernel_sizes=(11, 8, 8, 4)))
 
 
+def test_vocos_generator_vocodes_the_mel_and_learns():
+    """The small config's Vocos generator: a mel in, the same span of samples out, and a
+    few mel-loss steps on one batch lower its loss."""
+    from codecgen.nn.vocos import VocosDecoder
+
+    torch.manual_seed(0)
+    vocoder = MelVocoder(VocosDecoder(input_channels=64, dim=32, intermediate_dim=64, num_layers=2,
+                                      adanorm_num_embeddings=None, n_fft=640, hop_length=160))
+    x = sine_sweep(2, 8000)
+    mel = vocoder.mel(x)
+    assert vocoder(mel).shape == (2, 1, 8000)
+    with pytest.raises(ValueError, match="takes 64 channels at a hop of 320"):
+        MelVocoder(VocosDecoder(input_channels=64, dim=32, intermediate_dim=64, num_layers=1,
+                                adanorm_num_embeddings=None, n_fft=1280, hop_length=320))
+    opt = torch.optim.Adam(vocoder.generator.parameters(), 1e-3)
+    losses = []
+    for _ in range(30):
+        loss = vocoder.mel_loss(vocoder(mel), x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
 # -- the codec -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def codec_run(mae_run, vae_run, vocoder_run, tiny_corpus, tmp_path_factory):

@@ -282,6 +282,10 @@ class VocosDecoder(nn.Module):
         self.head = ISTFTHead(dim, n_fft, hop_length, padding="same")
 
     @property
+    def input_channels(self) -> int:
+        return self.backbone.input_channels
+
+    @property
     def hop_length(self) -> int:
         return self.head.hop_length
 
