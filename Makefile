@@ -10,7 +10,7 @@ SYSTEM_DATA := opencv-doc:/usr/share/doc/opencv-doc/examples/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup system-deps test demo demo-train corpus image-corpus video-corpus clean-runs
+.PHONY: setup system-deps test demo demo-train corpus image-corpus video-corpus portrait-corpus clean-runs
 
 setup: system-deps $(STAMP)
 
@@ -51,6 +51,11 @@ image-corpus: setup
 video-corpus: setup
 	@echo "== video corpus into data/video: camera moves over data/images (built first if missing), ffmpeg sources, real clips (a few minutes on 2 cores) =="
 	$(PY) -m codecgen.datamodules.prepare video --out data/video
+
+# Talking portraits for Hallo2 over the image corpus's photos: drawn and photo faces, espeak-ng + recorded prompts.
+portrait-corpus: image-corpus
+	@echo "== portrait corpus into data/portraits: 240 clips at 128 px with exact landmarks, masks, visemes, labels (about 15 minutes on 2 cores) =="
+	$(PY) -m codecgen.datamodules.prepare portraits --out data/portraits --workers 2
 
 # The main job end to end: shipped codecs through infer.py, tables against Opus, WebP / JPEG 2000, x265.
 # It needs a few held-out files only: the full corpora in data/ where built, else their demo slices,

@@ -17,7 +17,6 @@ from codecgen.datamodules.corpora.face_motion import (
 )
 from codecgen.datamodules.corpora.faces import (
     INNER_LIPS,
-    OUTER_LIPS,
     RIGHT_EYE,
     FaceIdentity,
     FaceMotion,

@@ -273,17 +273,19 @@ class _Sound:
                         yield np.zeros(offset, np.float32)
                     skip = max(0, -offset)
                 for out in resampler.resample(frame):
-                    x = out.to_ndarray().mean(axis=0, dtype=np.float32)
-                    if skip:
-                        x, skip = x[skip:], max(0, skip - len(x))
+                    x, skip = self._mono_after(out, skip)
                     if len(x):
                         yield x
-            for out in resampler.resample(None):
-                x = out.to_ndarray().mean(axis=0, dtype=np.float32)
-                if skip:
-                    x, skip = x[skip:], max(0, skip - len(x))
+            for out in resampler.resample(None):  # what the resampler still holds
+                x, skip = self._mono_after(out, skip or 0)
                 if len(x):
                     yield x
+
+    @staticmethod
+    def _mono_after(frame, skip: int) -> tuple[np.ndarray, int]:
+        """A resampled frame mixed to mono, less the first ``skip`` samples; and what is left to skip."""
+        x = frame.to_ndarray().mean(axis=0, dtype=np.float32)
+        return x[skip:], max(0, skip - len(x))
 
     def take(self, n: int) -> np.ndarray:
         """The next ``n`` samples, or fewer where the sound ends."""
