@@ -83,3 +83,35 @@ def images(tmp_path_factory) -> Path:
         crop = Image.fromarray(img[top : top + 128, left : left + 128])
         crop.resize((32, 32), Image.BICUBIC).save(split / f"{i}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_portraits(tmp_path_factory) -> Path:
+    """A tiny talking-portrait corpus (Hallo2): 4 clips of 48 px, espeak-ng speech, drawn and
+    photo faces over scikit-image photos."""
+    from codecgen.datamodules.corpora.phonemes import espeak_available
+    from codecgen.datamodules.corpora.portraits import build_portraits
+
+    if not espeak_available():
+        pytest.skip("libespeak-ng is not installed")
+    root = tmp_path_factory.mktemp("portraits")
+    return build_portraits(root / "p", size=48, clips=4, identities=4, real_prompts=False, images=root / "no_images")
+
+
+def fit_run(config: Path | str, root: Path, *extra: str) -> tuple[list[dict], Path]:
+    """``train.py fit --config CONFIG`` in this process, logging every step to CSV under ``root``:
+    (the logged rows, the last checkpoint)."""
+    import csv
+
+    from train import train_main
+
+    cli = train_main(["fit", "--config", str(config), "--trainer.default_root_dir", str(root),
+                      "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
+                      "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(root), *extra])
+    rows = list(csv.DictReader(open(next(Path(root).rglob("metrics.csv")))))
+    return rows, Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
+def column(rows: list[dict], name: str) -> list[float]:
+    """A logged metric's values, in order, from a run's CSV rows."""
+    return [float(r[name]) for r in rows if r.get(name)]

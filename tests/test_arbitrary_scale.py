@@ -4,7 +4,6 @@ its alignment stage, the generator (``ArbitraryScaleGenerator``), trained throug
 exports, bad arguments)."""
 
 import copy
-import csv
 import shutil
 from pathlib import Path
 
@@ -14,12 +13,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from conftest import ROOT, column, fit_run
+
 import codecgen
 from codecgen.config import build
 from codecgen.generators.arbitrary_scale import ArbitraryScaleGenerator, ArbitraryScaleSR, GenerateOutput, UpscaleOutput
 from codecgen.generators.arbitrary_scale.first_stage import resize
 from codecgen.generators.arbitrary_scale.tiling import tile_boxes
-from tests.conftest import ROOT
 
 pytest.importorskip("diffusers")
 
@@ -42,18 +42,7 @@ def batch_of(images: Path) -> torch.Tensor:
 
 
 def fit(config: Path, images: Path, root: Path, *extra: str) -> tuple[list[dict], Path]:
-    from train import train_main
-
-    cli = train_main(["fit", "--config", str(config), "--data.init_args.root", str(images),
-                      "--data.init_args.min_scale", "1.0", "--trainer.default_root_dir", str(root),
-                      "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
-                      "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(root), *extra])
-    rows = list(csv.DictReader(open(next(root.rglob("metrics.csv")))))
-    return rows, Path(cli.trainer.checkpoint_callback.last_model_path)
-
-
-def column(rows: list[dict], name: str) -> list[float]:
-    return [float(r[name]) for r in rows if r.get(name)]
+    return fit_run(config, root, "--data.init_args.root", str(images), "--data.init_args.min_scale", "1.0", *extra)
 
 
 def median(values: list[float]) -> float:

@@ -226,16 +226,12 @@ def _envelope(audio: np.ndarray, frames: int) -> np.ndarray:
     return np.array([np.sqrt(np.mean(audio[i * hop : (i + 1) * hop] ** 2)) for i in range(frames)])
 
 
-def test_tiny_portrait_build_lines_up_frames_audio_masks_and_labels(tmp_path):
-    from codecgen.datamodules.corpora.phonemes import espeak_available
+def test_tiny_portrait_build_lines_up_frames_audio_masks_and_labels(tiny_portraits, tmp_path):
     from codecgen.datamodules.corpora.portraits import build_portraits
 
-    if not espeak_available():
-        pytest.skip("libespeak-ng is not installed")
-    out = build_portraits(tmp_path / "p", size=48, clips=3, identities=4, real_prompts=False,
-                          images=tmp_path / "no_images")
+    out = tiny_portraits
     clips = list_clips(out)
-    assert len(clips) == 3 and {c.parent.name for c in clips} == {"train", "val"}
+    assert len(clips) == 4 and {c.parent.name for c in clips} == {"train", "val"}
     readme = (out / "README.md").read_text()
     assert "What it cannot show" in readme and "no image corpus" in readme
     for clip in clips:
@@ -258,7 +254,7 @@ def test_tiny_portrait_build_lines_up_frames_audio_masks_and_labels(tmp_path):
     val_ids = {read_clip_meta(c).identity for c in clips if c.parent.name == "val"}
     assert not train_ids & val_ids  # held-out faces
     stamp = (out / ".complete").stat().st_mtime_ns
-    build_portraits(tmp_path / "p", size=48, clips=3, identities=4, real_prompts=False, images=tmp_path / "no_images")
+    build_portraits(out, size=48, clips=4, identities=4, real_prompts=False, images=tmp_path / "no_images")
     assert (out / ".complete").stat().st_mtime_ns == stamp  # a finished build is not redone
     with pytest.raises(ValueError, match="size"):
         build_portraits(tmp_path / "q", size=50, clips=3, identities=4, real_prompts=False)

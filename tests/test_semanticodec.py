@@ -3,13 +3,14 @@ a user's local weights) and its pre-training through ``train.py`` on the tiny co
 semantic tokenizer (token-rate merges, k-means through ``infer.py fit-kmeans``); the mel VAE; the vocoder; the codec trained on them
 (stage 5: codes, bitrate, seeded decoding, joins, checkpoints, bad input)."""
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torchaudio.compliance import kaldi
+
+from conftest import ROOT, column, fit_run, sine_sweep
 
 import codecgen
 import infer
@@ -20,7 +21,6 @@ from codecgen.codecs.audio.semanticodec.vocoder import MelVocoder
 from codecgen.codecs.audio.semanticodec.tokenizer import SemanticTokenizer
 from codecgen.nn.audiomae import AudioMAE, load_audiomae_weights
 from codecgen.nn.fbank import AUDIOSET_MEAN, AUDIOSET_STD, KaldiFbank, fit_frames
-from tests.conftest import ROOT, sine_sweep
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*does not have many workers")]
 
@@ -37,19 +37,7 @@ def tiny_mae(**kwargs) -> AudioMAE:
 
 
 def fit(config: Path, corpus: Path, root: Path, *extra: str) -> tuple[list[dict], Path]:
-    from train import train_main
-
-    cli = train_main(["fit", "--config", str(config), "--data.init_args.root", str(corpus),
-                      "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
-                      "--trainer.log_every_n_steps", "1", "--trainer.logger", "CSVLogger",
-                      "--trainer.logger.save_dir", str(root), *extra])
-    rows = list(csv.DictReader(open(next(root.rglob("metrics.csv")))))
-    return rows, Path(cli.trainer.checkpoint_callback.last_model_path)
-
-
-def column(rows: list[dict], name: str) -> list[float]:
-    """A logged metric's values, in order, from a run's CSV rows."""
-    return [float(r[name]) for r in rows if r.get(name)]
+    return fit_run(config, root, "--data.init_args.root", str(corpus), *extra)
 
 
 # -- front end ---------------------------------------------------------------------------

@@ -1,0 +1,127 @@
+"""Hallo2's stages: the audio encoder (wav2vec 2.0 features at the video's frame rate, pre-trained
+here on frame-wise phonemes) and its data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import column, fit_run
+
+import codecgen
+from codecgen.datamodules.portrait_clips import ClipMeta, TimedLabel
+from codecgen.datamodules.portraits import (
+    IGNORE,
+    PHONEME_CLASSES,
+    PortraitAudioDataModule,
+    frame_labels,
+    phoneme_class,
+)
+from codecgen.generators.hallo2.audio_encoder import PhonemePretraining
+from codecgen.nn.wav2vec2 import Wav2Vec2Features, load_wav2vec2_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+AUDIO_TINY = ROOT / "configs" / "hallo2" / "audio_tiny.yaml"
+TINY_CONV = [(8, 10, 5), (8, 3, 2), (8, 3, 2), (8, 3, 2), (8, 3, 2), (8, 2, 2), (8, 2, 2)]
+
+
+def tiny_wav2vec2(**kwargs) -> Wav2Vec2Features:
+    args = dict(conv_layers=TINY_CONV, dim=16, num_layers=2, num_heads=2, ffn_dim=32, pos_conv_kernel=8,
+                pos_conv_groups=2, dropout=0.0)
+    return Wav2Vec2Features(**(args | kwargs))
+
+
+# -- phoneme labels ------------------------------------------------------------------------
+def test_phoneme_classes_ignore_stress_and_length_and_fall_back_sensibly():
+    index = PHONEME_CLASSES.index
+    assert phoneme_class("ˈaɪ") == index("aɪ") and phoneme_class("ɑː") == index("ɑ")
+    assert phoneme_class("g") == index("ɡ") and phoneme_class("dʒ") == index("dʒ")
+    assert phoneme_class("aɪə") == index("aɪ")  # longer symbols fall back to their first two characters
+    assert phoneme_class("") == index("sil") and phoneme_class("ʀ") == index("other")
+    meta = ClipMeta(frames=5, size=32, identity="x", source="t", face_box=(1.0, 1.0, 30.0, 30.0),
+                    phonemes=[TimedLabel("m", 0.04, 0.1), TimedLabel("ɑː", 0.1, 0.16)])
+    # frame centres at 0.02, 0.06, 0.10, 0.14, 0.18 s
+    assert frame_labels(meta).tolist() == [0, index("m"), index("ɑ"), index("ɑ"), 0]
+
+
+def test_portrait_audio_windows_are_aligned_and_padded(tiny_portraits):
+    data = PortraitAudioDataModule(str(tiny_portraits), seconds=1.0, batch_size=2)
+    data.setup()
+    item = data.val_set[0]
+    assert item["audio"].shape == (16000,) and item["phonemes"].shape == (25,)
+    assert item["phonemes"].dtype == torch.int64 and (item["phonemes"] != IGNORE).all()
+    assert torch.equal(data.val_set[0]["audio"], item["audio"])  # validation windows are fixed
+    long = PortraitAudioDataModule(str(tiny_portraits), seconds=60.0, batch_size=1)
+    long.setup()
+    padded = long.val_set[0]
+    frames = long.val_set.metas[0].frames
+    assert (padded["phonemes"][frames:] == IGNORE).all() and (padded["phonemes"][:frames] != IGNORE).all()
+    assert padded["audio"][frames * 640 :].abs().max() == 0
+    with pytest.raises(FileNotFoundError, match="prepare portraits"):
+        PortraitAudioDataModule("/nonexistent/portraits").setup()
+
+
+# -- wav2vec 2.0 at the frame rate ---------------------------------------------------------
+def test_wav2vec2_features_are_every_layer_at_the_requested_frame_count():
+    torch.manual_seed(0)
+    model = tiny_wav2vec2().eval()
+    wave = torch.randn(2, 16000)
+    out = model(wave, 25)
+    assert out.shape == (2, 25, 2, 16)
+    assert model(wave).shape == (2, 49, 2, 16)  # without a frame count: the CNN's own 50 Hz (unpadded)
+    # Loudness does not matter: the input is normalised per utterance.
+    torch.testing.assert_close(model(3.0 * wave, 25), out, atol=1e-4, rtol=1e-4)
+    base = Wav2Vec2Features()
+    assert (base.hop, base.receptive) == (320, 400)
+    assert round(sum(p.numel() for p in base.parameters()) / 1e6, 1) == 94.4  # wav2vec2-base
+    with pytest.raises(ValueError, match="N >= "):
+        model(torch.randn(1, 300))
+    with pytest.raises(ValueError, match="conv_layers"):
+        tiny_wav2vec2(conv_layers=[(8, 0, 5)])
+
+
+def test_local_wav2vec2_weights_load_with_torchaudio_or_hugging_face_names(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    source, target = tiny_wav2vec2().eval(), tiny_wav2vec2().eval()
+    wave = torch.randn(1, 8000)
+    torch.save(source.model.state_dict(), tmp_path / "ta.pt")
+    load_wav2vec2_weights(target, tmp_path / "ta.pt")
+    torch.testing.assert_close(target(wave, 10), source(wave, 10))
+    # Hugging Face's layout: a "wav2vec2." prefix, the projection outside the encoder, the
+    # transformer directly under "encoder.", weight norm's legacy names, and a CTC head.
+    hf = {}
+    for key, value in source.model.state_dict().items():
+        key = key.replace("encoder.feature_projection.", "feature_projection.").replace("encoder.transformer.", "encoder.")
+        key = key.replace("parametrizations.weight.original0", "weight_g")
+        key = key.replace("parametrizations.weight.original1", "weight_v")
+        hf["wav2vec2." + key] = value.contiguous()
+    hf["lm_head.weight"] = torch.zeros(4, 16)
+    save_file(hf, str(tmp_path / "hf.safetensors"))
+    fresh = tiny_wav2vec2().eval()
+    load_wav2vec2_weights(fresh, tmp_path / "hf.safetensors")
+    torch.testing.assert_close(fresh(wave, 10), source(wave, 10))
+    with pytest.raises(ValueError, match="does not fit"):
+        load_wav2vec2_weights(tiny_wav2vec2(dim=24, num_heads=2), tmp_path / "ta.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_wav2vec2_weights(target, tmp_path / "bad.pt")
+    torch.save({"model": object()}, tmp_path / "pickle.pt")  # weights_only refuses arbitrary objects
+    with pytest.raises(ValueError, match="cannot read"):
+        load_wav2vec2_weights(target, tmp_path / "pickle.pt")
+
+
+def test_audio_encoder_learns_phonemes_through_train_py(tiny_portraits, tmp_path):
+    rows, last = fit_run(AUDIO_TINY, tmp_path, "--data.init_args.root", str(tiny_portraits),
+                         "--trainer.max_steps", "40")
+    ce = column(rows, "train/ce")
+    assert len(ce) == 40 and np.mean(ce[-5:]) < 0.8 * np.mean(ce[:5])
+    val = column(rows, "val/ce")
+    assert val[-1] < val[0]
+    model = codecgen.load(str(last))
+    assert isinstance(model, PhonemePretraining) and not model.training
+    batch = torch.randn(1, 16000)
+    assert model.logits(batch, 25).shape == (1, 25, len(PHONEME_CLASSES))
