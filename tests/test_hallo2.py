@@ -125,3 +125,36 @@ def test_audio_encoder_learns_phonemes_through_train_py(tiny_portraits, tmp_path
     assert isinstance(model, PhonemePretraining) and not model.training
     batch = torch.randn(1, 16000)
     assert model.logits(batch, 25).shape == (1, 25, len(PHONEME_CLASSES))
+
+
+def test_portrait_clip_samples_line_up_motion_frames_audio_and_masks(tiny_portraits):
+    import soundfile as sf
+
+    from codecgen.datamodules.portraits import PortraitClipDataModule
+    from codecgen.datamodules.video import load_video
+
+    data = PortraitClipDataModule(str(tiny_portraits), frames=6, motion_frames=2, audio_margin=2, batch_size=2)
+    data.setup()
+    dataset = data.train_set
+    item = dataset[(0, 7)]
+    clip, meta = dataset.clips[0], dataset.metas[0]
+    video = load_video(clip / "video.mkv") * 2 - 1
+    # Find where the sample starts: its frames and motion frames are consecutive frames of the clip.
+    start = next(t for t in range(2, meta.frames - 5) if torch.equal(video[t : t + 6], item["frames"]))
+    assert torch.equal(item["motion"], video[start - 2 : start])
+    wave, _ = sf.read(clip / "audio.wav", dtype="float32")
+    lo = (start - 2) * 640
+    expected = np.zeros(10 * 640, np.float32)
+    piece = wave[max(0, lo) : lo + 10 * 640]
+    expected[max(0, -lo) : max(0, -lo) + len(piece)] = piece
+    np.testing.assert_allclose(item["audio"].numpy(), expected, atol=1e-6)
+    assert item["face_mask"].shape == (6, 48, 48) and item["lip_mask"].any()
+    assert (item["lip_mask"] & ~item["face_mask"]).sum() <= 12
+    assert item["expression"].shape == (6,) and item["identity"] >= 0
+    assert dataset[(0, 7)]["frames"].equal(item["frames"])  # a draw's seed fixes the sample
+    # A clip too short for its motion frames: the reference stands in for them, at 32 px.
+    small = PortraitClipDataModule(str(tiny_portraits), frames=dataset.metas[0].frames, motion_frames=2, size=32)
+    small.setup()
+    short = small.train_set[(0, 1)]
+    assert short["frames"].shape[-1] == 32 and torch.equal(short["motion"][0], short["reference"])
+    assert short["face_mask"].shape[-1] == 32

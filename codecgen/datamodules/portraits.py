@@ -1,4 +1,4 @@
-"""Training data from talking-portrait clips (Hallo2): speech windows with frame-wise phoneme labels.
+"""Training data from talking-portrait clips (Hallo2): speech with frame-wise phonemes, and video clips.
 
 Hallo2 (Cui et al., "Hallo2: Long-Duration and High-Resolution Audio-Driven Portrait Image
 Animation", 2024) drives the face with wav2vec 2.0 features. No pre-trained wav2vec 2.0
@@ -13,6 +13,16 @@ at random frame offsets in training (seeded per draw, so a resumed run draws the
 and from each clip's start in validation. A frame's label is the phoneme covering its
 centre (:data:`PHONEME_CLASSES`; 0 = silence, where no phoneme is). Clips shorter than
 the window are zero-padded, their missing frames labelled :data:`IGNORE`.
+
+:class:`PortraitClipDataModule` serves what the animation model trains on, Hallo2's
+training sample: ``frames`` consecutive frames (F, 3, S, S) in [-1, 1], the ``motion``
+frames just before them (M, 3, S, S; Hallo2 uses 2), a ``reference`` frame drawn from
+anywhere in the same clip, the speech under the frames with ``audio_margin`` frames more
+on each side (Hallo2's +-2-frame audio window needs them; zero past the clip's ends), the
+face and lip masks of the target frames, the reference's face box, the expression label
+of each frame (index into :data:`EXPRESSIONS`), the viseme track, and the identity's index.
+Where a clip has fewer frames than motion + target frames, the reference stands in for
+the missing motion frames, as at the start of a generation.
 """
 
 from __future__ import annotations
@@ -25,7 +35,16 @@ import torch
 from torch.utils.data import Dataset
 
 from codecgen.datamodules.base import SplitDataModule, split_draw
-from codecgen.datamodules.portrait_clips import CLIP_FPS, CLIP_SAMPLE_RATE, ClipMeta, list_clips, read_clip_meta
+from codecgen.datamodules.portrait_clips import (
+    CLIP_FPS,
+    CLIP_SAMPLE_RATE,
+    EXPRESSIONS,
+    ClipMeta,
+    list_clips,
+    load_clip_tracks,
+    read_clip_meta,
+    unpack_masks,
+)
 
 BUILD_HINT = "build the corpus with `python -m codecgen.datamodules.prepare portraits --out data/portraits`"
 IGNORE = -100  # cross-entropy's ignore_index: frames past a clip's end
@@ -147,3 +166,130 @@ class PortraitAudioDataModule(SplitDataModule):
         self.train_set = PortraitAudioWindows(train, self.frames, True, self.hparams.samples_per_epoch)
         self.val_set = PortraitAudioWindows(val, self.frames, False)
 
+
+
+# --------------------------------------------------------------------------- video clips
+
+
+def _read_audio(clip: Path, start_sample: int, samples: int) -> np.ndarray:
+    """``samples`` of a clip's sound from ``start_sample`` (may be negative), zero outside it."""
+    import soundfile as sf
+
+    out = np.zeros(samples, np.float32)
+    lo = max(0, start_sample)
+    got, _ = sf.read(str(clip / "audio.wav"), start=lo, stop=max(lo, start_sample + samples), dtype="float32",
+                     always_2d=True)
+    out[lo - start_sample : lo - start_sample + len(got)] = got.mean(1)
+    return out
+
+
+class PortraitClips(Dataset):
+    """Hallo2 training samples from clip folders (see the module docstring). Clips need their
+    tracks (the procedural corpus has them; a user's imported videos get full-frame masks)."""
+
+    def __init__(self, clips: list[Path], frames: int, motion_frames: int, size: int | None, audio_margin: int,
+                 random_offset: bool, identities: dict[str, int], length: int | None = None) -> None:
+        if not clips:
+            raise ValueError("PortraitClips needs at least one clip")
+        self.clips, self.frames, self.motion_frames, self.size = clips, frames, motion_frames, size
+        self.audio_margin, self.random_offset, self.identities = audio_margin, random_offset, identities
+        self.metas = [read_clip_meta(c) for c in clips]
+        self.length = len(clips) if length is None else length
+        self.random_draws = random_offset
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _pixels(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2.0 - 1.0
+
+    def _masks(self, packed: np.ndarray, meta: ClipMeta) -> torch.Tensor:
+        masks = torch.from_numpy(unpack_masks(packed, meta.size)).float()[:, None]
+        if self.size is not None and self.size != meta.size:
+            masks = torch.nn.functional.interpolate(masks, size=(self.size, self.size), mode="area") > 0.5
+        return masks[:, 0].bool()
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        from codecgen.datamodules.video import load_video
+
+        index, generator = split_draw(index)
+        k = index % len(self.clips)
+        clip, meta = self.clips[k], self.metas[k]
+        if meta.frames < self.frames:
+            raise ValueError(f"clip {clip} has {meta.frames} frames, fewer than the {self.frames} a sample needs")
+        lo = min(self.motion_frames, meta.frames - self.frames)  # the earliest start with all motion frames
+        start = lo
+        if self.random_offset:
+            start = int(torch.randint(lo, meta.frames - self.frames + 1, (), generator=generator))
+            ref = int(torch.randint(0, meta.frames, (), generator=generator))
+        else:
+            ref = 0
+        size = None if self.size is None else (self.size, self.size)
+        first = max(0, start - self.motion_frames)
+        video = self._pixels(load_video(clip / "video.mkv", first, start + self.frames, size=size))
+        reference = self._pixels(load_video(clip / "video.mkv", ref, ref + 1, size=size))[0]
+        motion = video[: start - first]
+        if len(motion) < self.motion_frames:  # the reference stands in, as at a generation's start
+            motion = torch.cat([reference[None].expand(self.motion_frames - len(motion), -1, -1, -1), motion])
+        hop = CLIP_SAMPLE_RATE // int(CLIP_FPS)
+        audio = _read_audio(clip, (start - self.audio_margin) * hop, (self.frames + 2 * self.audio_margin) * hop)
+        scale = (self.size or meta.size) / meta.size
+        tracks = load_clip_tracks(clip, meta)
+        span = slice(start, start + self.frames)
+        if tracks is None:
+            full = torch.ones(self.frames, self.size or meta.size, self.size or meta.size, dtype=torch.bool)
+            face, lips, visemes = full, full, torch.zeros(self.frames, 3)
+            box = torch.tensor(meta.face_box) * scale
+        else:
+            face = self._masks(tracks["face_mask"][span], meta)
+            lips = self._masks(tracks["lip_mask"][span], meta)
+            visemes = torch.from_numpy(tracks["visemes"][span])
+            box = torch.from_numpy(tracks["face_box"][ref]) * scale
+        times = (np.arange(start, start + self.frames) + 0.5) / meta.fps
+        expression = torch.tensor([EXPRESSIONS.index(meta.expression_at(t)) for t in times])
+        return {
+            "frames": video[start - first :], "motion": motion, "reference": reference,
+            "audio": torch.from_numpy(audio), "face_mask": face, "lip_mask": lips, "face_box": box.float(),
+            "expression": expression, "visemes": visemes,
+            "identity": torch.tensor(self.identities.get(meta.identity, -1)),
+        }
+
+
+class PortraitClipDataModule(SplitDataModule):
+    """Hallo2 training samples from ``root/{train,val}`` portrait clips.
+
+    Args:
+        root: a portrait corpus (``prepare portraits``) or imported videos (``prepare talking-heads``).
+        frames: target frames per sample (Hallo2: 16 in stage 2, 1 in stage 1).
+        motion_frames: frames before them given as motion frames (Hallo2: 2).
+        size: frame side to resize to (default: the clips').
+        audio_margin: extra frames of speech on each side (Hallo2's +-2-frame window: 2).
+        batch_size, num_workers, samples_per_epoch: the loaders' (default: one sample a clip).
+    Identities are numbered over the training clips (sorted); a held-out face gets -1.
+    """
+
+    item_name = "clips"
+
+    def __init__(self, root: str = "data/portraits", frames: int = 16, motion_frames: int = 2,
+                 size: int | None = None, audio_margin: int = 2, batch_size: int = 4, num_workers: int = 0,
+                 samples_per_epoch: int | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if frames < 1 or motion_frames < 0 or audio_margin < 0 or batch_size < 1:
+            raise ValueError("need frames >= 1, motion_frames >= 0, audio_margin >= 0 and batch_size >= 1")
+        if size is not None and not 8 <= size <= 4096:
+            raise ValueError(f"size must be in [8, 4096], got {size}")
+        self.root, self.batch_size, self.num_workers = Path(root), batch_size, num_workers
+        self.train_set: PortraitClips | None = None
+        self.val_set: PortraitClips | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train, val = _split_clips(self.root)
+        names = sorted({read_clip_meta(c).identity for c in train})
+        self.identities = {n: i for i, n in enumerate(names)}
+        h = self.hparams
+        self.train_set = PortraitClips(train, h.frames, h.motion_frames, h.size, h.audio_margin, True, self.identities,
+                                       h.samples_per_epoch)
+        self.val_set = PortraitClips(val, h.frames, h.motion_frames, h.size, h.audio_margin, False, self.identities)
