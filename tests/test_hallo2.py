@@ -158,3 +158,52 @@ def test_portrait_clip_samples_line_up_motion_frames_audio_and_masks(tiny_portra
     short = small.train_set[(0, 1)]
     assert short["frames"].shape[-1] == 32 and torch.equal(short["motion"][0], short["reference"])
     assert short["face_mask"].shape[-1] == 32
+
+
+# -- identity ------------------------------------------------------------------------------
+IDENTITY_TINY = ROOT / "configs" / "hallo2" / "identity_tiny.yaml"
+
+
+def test_face_crop_takes_the_box_and_pads_at_the_edges():
+    from codecgen.datamodules.portraits import crop_face
+
+    frame = torch.arange(64.0).repeat(64, 1)[None].expand(3, -1, -1)  # value = x
+    crop = crop_face(frame, (16, 16, 48, 48), 32, margin=1.0)
+    torch.testing.assert_close(crop[0, 0], torch.arange(16.0, 48.0) + 0.0, atol=0.51, rtol=0)
+    edge = crop_face(frame, (-20, 0, 12, 32), 32, margin=1.0)  # half outside: the border pixel repeats
+    assert edge[0, 5, :10].eq(0).all() and edge[0, 5, -1] > 8
+
+
+def test_arcface_margin_and_identity_scores():
+    from codecgen.generators.hallo2.identity import identity_scores
+    from codecgen.nn.face_embedder import ArcMarginHead, FaceEmbedder
+
+    torch.manual_seed(0)
+    embedder = FaceEmbedder(widths=(8, 16), dim=16, size=16).eval()
+    e = embedder(torch.rand(3, 3, 40, 40) * 2 - 1)  # any crop size: resized to the embedder's
+    assert e.shape == (3, 16) and torch.allclose(e.norm(dim=1), torch.ones(3))
+    head = ArcMarginHead(16, 5)
+    labels = torch.tensor([0, 1, 2])
+    with_margin, plain = head(e, labels), head(e)
+    assert (with_margin[torch.arange(3), labels] < plain[torch.arange(3), labels]).all()
+    others = torch.ones_like(plain, dtype=torch.bool)
+    others[torch.arange(3), labels] = False
+    assert torch.equal(with_margin[others], plain[others])  # only the true class pays the margin
+    centres = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    points = torch.nn.functional.normalize(centres.repeat_interleave(4, 0) + 0.05 * torch.randn(12, 8), dim=1)
+    scores = identity_scores(points, torch.arange(3).repeat_interleave(4))
+    assert scores["nn_accuracy"] == 1.0 and scores["gap"] > 0.5
+
+
+def test_identity_encoder_trains_and_separates_held_out_people(tiny_portraits, tmp_path):
+    from codecgen.generators.hallo2.identity import IdentityPretraining
+
+    rows, last = fit_run(IDENTITY_TINY, tmp_path, "--data.init_args.root", str(tiny_portraits),
+                         "--trainer.max_steps", "40")
+    loss = column(rows, "train/arcface")
+    assert np.mean(loss[-5:]) < 0.5 * np.mean(loss[:5])
+    gap = column(rows, "val/gap")  # held-out identities: within-person minus between-person cosine
+    assert gap[-1] > gap[0] and gap[-1] > 0.1
+    model = codecgen.load(str(last))
+    assert isinstance(model, IdentityPretraining)
+    assert model.embedder(torch.zeros(2, 3, 32, 32)).shape == (2, 32)

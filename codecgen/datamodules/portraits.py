@@ -23,11 +23,18 @@ face and lip masks of the target frames, the reference's face box, the expressio
 of each frame (index into :data:`EXPRESSIONS`), the viseme track, and the identity's index.
 Where a clip has fewer frames than motion + target frames, the reference stands in for
 the missing motion frames, as at the start of a generation.
+
+:class:`PortraitFaceDataModule` serves face crops with their identity's index, for the
+identity embedder that replaces Hallo2's ArcFace: a random frame's face box (slightly
+jittered in training), squared and resized. Identities are numbered within each split;
+held-out faces are other people, so validation measures how well embeddings separate
+people never seen in training.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -293,3 +300,93 @@ class PortraitClipDataModule(SplitDataModule):
         self.train_set = PortraitClips(train, h.frames, h.motion_frames, h.size, h.audio_margin, True, self.identities,
                                        h.samples_per_epoch)
         self.val_set = PortraitClips(val, h.frames, h.motion_frames, h.size, h.audio_margin, False, self.identities)
+
+
+# --------------------------------------------------------------------------- face crops
+
+
+def crop_face(frame: torch.Tensor, box: Sequence[float], size: int, margin: float = 1.2,
+              jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """A square crop (side ``margin`` x the box's larger side, centred on the box, shifted and
+    scaled by ``jitter`` = (dx, dy, ds) in box units) of a (3, H, W) frame, resized to ``size``;
+    outside the frame is edge-padded."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(x1 - x0, y1 - y0, 1.0) * margin
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if jitter is not None:
+        cx, cy, side = cx + float(jitter[0]) * side, cy + float(jitter[1]) * side, side * (1 + float(jitter[2]))
+    h, w = frame.shape[-2:]
+    # An affine grid does crop, resize and edge padding in one step.
+    theta = torch.tensor([[side / w, 0.0, 2 * cx / w - 1], [0.0, side / h, 2 * cy / h - 1]], dtype=frame.dtype)
+    grid = torch.nn.functional.affine_grid(theta[None], [1, 3, size, size], align_corners=False)
+    return torch.nn.functional.grid_sample(frame[None], grid, mode="bilinear", padding_mode="border",
+                                           align_corners=False)[0]
+
+
+class PortraitFaces(Dataset):
+    """Face crops of clips with their identity's index within ``clips`` (see the module docstring)."""
+
+    def __init__(self, clips: list[Path], size: int, random_frames: bool, per_clip: int = 4,
+                 length: int | None = None) -> None:
+        if not clips:
+            raise ValueError("PortraitFaces needs at least one clip")
+        self.clips, self.size, self.random_frames, self.per_clip = clips, size, random_frames, per_clip
+        self.metas = [read_clip_meta(c) for c in clips]
+        names = sorted({m.identity for m in self.metas})
+        self.identities = {n: i for i, n in enumerate(names)}
+        self.length = length if length is not None else len(clips) * (1 if random_frames else per_clip)
+        self.random_draws = random_frames
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        from codecgen.datamodules.video import load_video
+
+        index, generator = split_draw(index)
+        if self.random_frames:
+            k = index % len(self.clips)
+            t = int(torch.randint(0, self.metas[k].frames, (), generator=generator))
+            jitter = (torch.rand(3, generator=generator) - 0.5) * torch.tensor([0.1, 0.1, 0.2])
+        else:  # fixed frames spread over each clip
+            k, j = divmod(index % (len(self.clips) * self.per_clip), self.per_clip)
+            t = (2 * j + 1) * self.metas[k].frames // (2 * self.per_clip)
+            jitter = None
+        meta, clip = self.metas[k], self.clips[k]
+        tracks = load_clip_tracks(clip, meta)
+        box = tracks["face_box"][t] if tracks is not None else meta.face_box
+        frame = load_video(clip / "video.mkv", t, t + 1)[0] * 2 - 1
+        return {"face": crop_face(frame, box, self.size, jitter=jitter),
+                "identity": torch.tensor(self.identities[meta.identity])}
+
+
+class PortraitFaceDataModule(SplitDataModule):
+    """Face crops and identity indices from ``root/{train,val}`` clips (the identity stage).
+
+    Args:
+        root: a portrait corpus or imported talking-head videos.
+        size: crop side (the embedder's input).
+        batch_size, num_workers: the loaders'.
+        samples_per_epoch: training crops per epoch (default: one per clip).
+        val_per_clip: fixed crops per held-out clip.
+    """
+
+    item_name = "faces"
+
+    def __init__(self, root: str = "data/portraits", size: int = 64, batch_size: int = 32, num_workers: int = 0,
+                 samples_per_epoch: int | None = None, val_per_clip: int = 4) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if not 8 <= size <= 1024 or batch_size < 1 or val_per_clip < 1:
+            raise ValueError("need size in [8, 1024], batch_size >= 1 and val_per_clip >= 1")
+        self.root, self.batch_size, self.num_workers = Path(root), batch_size, num_workers
+        self.train_set: PortraitFaces | None = None
+        self.val_set: PortraitFaces | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train, val = _split_clips(self.root)
+        h = self.hparams
+        self.train_set = PortraitFaces(train, h.size, True, length=h.samples_per_epoch)
+        self.val_set = PortraitFaces(val, h.size, False, per_clip=h.val_per_clip)

@@ -269,11 +269,13 @@ def plan_clips(clips: int, identities: dict[str, str], backgrounds: dict[str, li
     rng = random.Random(seed)
     by_split = {s: sorted(n for n, sp in identities.items() if sp == s) for s in ("train", "val")}
     prompt_pool = {s: [p for p in prompts if p[3] == s] for s in ("train", "val")}
-    plans = []
+    plans, served = [], {"train": 0, "val": 0}
     for i in range(clips):
-        split = "val" if (i % max(2, round(1 / VAL_IDENTITY_FRACTION))) == 0 else "train"
+        # About VAL_IDENTITY_FRACTION of the clips, and at least two (two held-out people).
+        split = "val" if i % max(2, round(1 / VAL_IDENTITY_FRACTION)) == 0 or i == 1 else "train"
         names = by_split[split]
-        identity = names[(i // 2) % len(names)]
+        identity = names[served[split] % len(names)]  # each split cycles through its people
+        served[split] += 1
         pool = prompt_pool[split]
         if pool and rng.random() < REAL_PROMPT_SHARE:
             source, text, key, _ = pool[rng.randrange(len(pool))]
