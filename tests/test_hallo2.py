@@ -207,3 +207,33 @@ def test_identity_encoder_trains_and_separates_held_out_people(tiny_portraits, t
     model = codecgen.load(str(last))
     assert isinstance(model, IdentityPretraining)
     assert model.embedder(torch.zeros(2, 3, 32, 32)).shape == (2, 32)
+
+
+# -- frame VAE -----------------------------------------------------------------------------
+VAE_TINY = ROOT / "configs" / "hallo2" / "vae_tiny.yaml"
+
+
+def test_frame_vae_learns_portrait_frames_with_its_gan(tiny_portraits, tmp_path):
+    from codecgen.generators.hallo2.frame_vae import FrameVAE
+
+    rows, last = fit_run(VAE_TINY, tmp_path, "--data.init_args.root", str(tiny_portraits))
+    l1 = column(rows, "train/l1")
+    assert np.mean(l1[-5:]) < 0.7 * np.mean(l1[:5])
+    assert column(rows, "train/disc")  # the PatchGAN switched on at its step
+    psnr = column(rows, "val/psnr")
+    assert psnr[-1] > psnr[0]
+    vae = codecgen.load(str(last))
+    assert isinstance(vae, FrameVAE) and vae.factor == 4 and vae.latent_channels == 4
+    z = vae.encode(torch.zeros(1, 3, 48, 48))
+    assert z.shape == (1, 4, 12, 12) and vae.decode(z).shape == (1, 3, 48, 48)
+    with pytest.raises(ValueError, match="multiple of the VAE's factor"):
+        vae.images({"frames": torch.zeros(1, 1, 3, 50, 50)})
+
+
+def test_frame_vae_refuses_a_vae_that_is_not_rgb():
+    from diffusers import AutoencoderKL
+
+    from codecgen.generators.hallo2.frame_vae import FrameVAE
+
+    with pytest.raises(ValueError, match="RGB"):
+        FrameVAE(AutoencoderKL(in_channels=1, out_channels=1, block_out_channels=(8,), norm_num_groups=8))

@@ -1,7 +1,15 @@
 """Hallo2 (Cui et al., "Hallo2: Long-Duration and High-Resolution Audio-Driven Portrait Image
 Animation", 2024; code: fudan-generative-vision/hallo2): one portrait + speech -> a talking-head
-video. Stages trained here: the audio encoder (``audio_encoder``), ..."""
+video. The stages trained here, each through ``train.py`` (``configs/hallo2/*``):
+
+- ``audio_encoder.PhonemePretraining``: wav2vec 2.0 at the video's frame rate, taught the
+  phoneme under each frame (in place of the authors' pre-trained wav2vec2-base);
+- ``identity.IdentityPretraining``: a face embedder with ArcFace's loss (in place of ArcFace);
+- ``frame_vae.FrameVAE``: the latent space (in place of Stable Diffusion's VAE).
+"""
 
 from codecgen.generators.hallo2.audio_encoder import PhonemePretraining
+from codecgen.generators.hallo2.frame_vae import FrameVAE
+from codecgen.generators.hallo2.identity import IdentityPretraining
 
-__all__ = ["PhonemePretraining"]
+__all__ = ["FrameVAE", "IdentityPretraining", "PhonemePretraining"]
