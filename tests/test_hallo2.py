@@ -237,3 +237,50 @@ def test_frame_vae_refuses_a_vae_that_is_not_rgb():
 
     with pytest.raises(ValueError, match="RGB"):
         FrameVAE(AutoencoderKL(in_channels=1, out_channels=1, block_out_channels=(8,), norm_num_groups=8))
+
+
+# -- motion frames (long duration) ---------------------------------------------------------
+@pytest.mark.parametrize("mode, unit", [("patch", 4), ("pixel", 1)])
+def test_motion_frame_drop_masks_have_the_rate_and_keep_the_face(mode, unit):
+    from codecgen.nn.motion_frame_augment import drop_mask, face_region
+
+    boxes = torch.tensor([[64.0, 64.0, 160.0, 176.0]] * 64)  # pixels of a 256-px frame
+    keep = face_region(boxes, 32, 32, 256.0)  # a 32 x 32 latent: f8
+    assert keep[0, 8:22, 8:20].all() and not keep[0, :7].any() and not keep[0, :, 21:].any()
+    generator = torch.Generator().manual_seed(0)
+    mask = drop_mask((64, 2, 32, 32), mode, 0.25, 4, keep, generator)
+    assert (mask[keep[:, None].expand_as(mask)] == 1).all()  # nothing of the face is dropped
+    free = ~keep[:, None].expand_as(mask)
+    if mode == "patch":  # whole 4 x 4 patches, each kept or dropped as one
+        blocks = mask.unfold(2, 4, 4).unfold(3, 4, 4)
+        assert ((blocks.amin((-1, -2)) == blocks.amax((-1, -2)))).all()
+        free = free & (_touches_kept(keep, 4)[:, None] == 0)  # the patches touching no face position
+    rate = 1 - mask[free].mean()
+    assert abs(float(rate) - 0.25) < 0.02
+    assert drop_mask((2, 2, 8, 8), "none", 0.25, 4).eq(1).all()
+    with pytest.raises(ValueError, match="mode"):
+        drop_mask((1, 1, 4, 4), "blur", 0.25, 2)
+
+
+def _touches_kept(keep, unit):
+    """Each position -> whether its unit x unit patch touches the kept region."""
+    pooled = torch.nn.functional.max_pool2d(keep.float()[:, None], unit)[:, 0]
+    return pooled.repeat_interleave(unit, 1).repeat_interleave(unit, 2)
+
+
+def test_motion_frames_are_noised_by_the_schedule_and_seeded():
+    from diffusers import DDIMScheduler
+
+    from codecgen.nn.motion_frame_augment import augment_motion_frames
+
+    scheduler = DDIMScheduler(rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction")
+    latents = torch.randn(8, 2, 4, 16, 16)
+    a = augment_motion_frames(latents, "none", scheduler=scheduler, generator=torch.Generator().manual_seed(1))
+    b = augment_motion_frames(latents, "none", scheduler=scheduler, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, latents)
+    # t < 50 of 1000: a light corruption, the signal dominates.
+    assert torch.nn.functional.cosine_similarity(a.flatten(1), latents.flatten(1)).min() > 0.9
+    clean = augment_motion_frames(latents, "patch", drop_rate=0.5, patch_size=2, noise_timesteps=0)
+    assert (clean == 0).float().mean() > 0.4
+    with pytest.raises(ValueError, match="scheduler"):
+        augment_motion_frames(latents, "none")
