@@ -284,3 +284,45 @@ def test_motion_frames_are_noised_by_the_schedule_and_seeded():
     assert (clean == 0).float().mean() > 0.4
     with pytest.raises(ValueError, match="scheduler"):
         augment_motion_frames(latents, "none")
+
+
+# -- audio conditioning --------------------------------------------------------------------
+def test_audio_windows_and_projection_give_tokens_per_frame():
+    from codecgen.nn.audio_conditioning import AudioProj, audio_windows
+
+    feats = torch.arange(10.0)[None, :, None, None].expand(2, 10, 3, 4)  # frame index as the value
+    windows = audio_windows(feats, margin=2)
+    assert windows.shape == (2, 6, 5, 3, 4)
+    assert windows[0, 0, :, 0, 0].tolist() == [0, 1, 2, 3, 4] and windows[0, 5, 2, 0, 0] == 7  # centred
+    proj = AudioProj(window=5, layers=3, dim=4, hidden=16, tokens=8, out_dim=12)
+    assert proj(windows).shape == (2, 6, 8, 12)
+    # The authors' sizes: 5 x 12 x 768 -> 512 -> 512 -> 32 x 768, LayerNorm(768).
+    expected = (46080 * 512 + 512) + (512 * 512 + 512) + (512 * 32 * 768 + 32 * 768) + 2 * 768
+    assert sum(p.numel() for p in AudioProj().parameters()) == expected
+    with pytest.raises(ValueError, match="leave none"):
+        audio_windows(feats[:, :4], margin=2)
+    with pytest.raises(ValueError, match="windows"):
+        proj(torch.zeros(1, 2, 5, 3, 5))
+
+
+def test_hierarchical_audio_attention_starts_as_identity_and_acts_only_in_its_regions():
+    from codecgen.nn.audio_conditioning import HierarchicalAudioAttention
+
+    torch.manual_seed(0)
+    attention = HierarchicalAudioAttention(channels=8, context_dim=6, heads=2, weights=(0.0, 1.0, 1.0))
+    x, audio = torch.randn(2, 8, 8, 8), torch.randn(2, 4, 6)
+    face = torch.zeros(2, 32, 32)
+    face[:, 8:24, 8:24] = 1
+    lips = torch.zeros(2, 32, 32)
+    lips[:, 16:20, 12:20] = 1
+    assert torch.equal(attention(x, audio, face, lips), x)  # zero-initialised: no change at first
+    opt = torch.optim.SGD(attention.parameters(), lr=0.5)
+    target = torch.randn_like(x)
+    for _ in range(3):
+        loss = (attention(x, audio, face, lips) - target).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    changed = (attention(x, audio, face, lips) - x).abs().sum(1) > 1e-6  # (2, 8, 8)
+    inside = torch.nn.functional.interpolate(face[:, None], size=(8, 8), mode="area")[:, 0] > 0
+    assert changed.any() and not changed[~inside].any()  # the full term is weighted 0 here
