@@ -326,3 +326,60 @@ def test_hierarchical_audio_attention_starts_as_identity_and_acts_only_in_its_re
     changed = (attention(x, audio, face, lips) - x).abs().sum(1) > 1e-6  # (2, 8, 8)
     inside = torch.nn.functional.interpolate(face[:, None], size=(8, 8), mode="area")[:, 0] > 0
     assert changed.any() and not changed[~inside].any()  # the full term is weighted 0 here
+
+
+# -- reference attention -------------------------------------------------------------------
+def _tiny_unets():
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+    cfg = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
+               down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D",
+                                                                                      "CrossAttnUpBlock2D"),
+               cross_attention_dim=16, attention_head_dim=2, norm_num_groups=8)
+    adapter = MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=2,
+                            motion_norm_num_groups=8, motion_max_seq_length=8)
+    return UNet2DConditionModel(**cfg), UNetMotionModel.from_unet2d(UNet2DConditionModel(**cfg), adapter)
+
+
+def test_reference_attention_joins_each_samples_reference_to_its_frames():
+    from codecgen.nn.reference_attention import install_reference_attention
+
+    torch.manual_seed(0)
+    reference_net, denoiser = _tiny_unets()
+    bank = install_reference_attention(reference_net, denoiser)
+    x, t = torch.randn(2, 4, 3, 8, 8), torch.tensor([10, 10])
+    text = torch.randn(6, 4, 16)  # (samples x frames, tokens, dim): UNetMotionModel's layout
+    plain = denoiser(x, t, encoder_hidden_states=text).sample  # empty bank: the plain denoiser
+    refs = torch.randn(2, 4, 8, 8)
+    reference_net(refs, torch.zeros(2), encoder_hidden_states=torch.randn(2, 4, 16))
+    assert len(bank) == 4  # every spatial self-attention of the tiny UNet
+    joined = denoiser(x, t, encoder_hidden_states=text).sample
+    assert (joined - plain).abs().max() > 1e-3
+    # Sample 0's frames see only reference 0: a new reference 1 leaves them as they were.
+    reference_net(torch.stack([refs[0], torch.randn(4, 8, 8)]), torch.zeros(2),
+                  encoder_hidden_states=torch.randn(2, 4, 16))
+    again = denoiser(x, t, encoder_hidden_states=text).sample
+    torch.testing.assert_close(again[0], joined[0])
+    assert not torch.allclose(again[1], joined[1], atol=1e-4)
+    bank.enabled = False
+    torch.testing.assert_close(denoiser(x, t, encoder_hidden_states=text).sample, plain)
+    # Gradients reach the reference net through the denoiser's attention.
+    bank.enabled = True
+    reference_net.zero_grad()
+    reference_net(refs, torch.zeros(2), encoder_hidden_states=torch.randn(2, 4, 16))
+    denoiser(x, t, encoder_hidden_states=text).sample.square().mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in reference_net.parameters())
+
+
+def test_reference_attention_needs_matching_layers():
+    from diffusers import UNet2DConditionModel
+
+    from codecgen.nn.reference_attention import install_reference_attention
+
+    reference_net, denoiser = _tiny_unets()
+    other = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16,),
+                                 layers_per_block=1, down_block_types=("CrossAttnDownBlock2D",),
+                                 up_block_types=("CrossAttnUpBlock2D",), cross_attention_dim=16, attention_head_dim=2,
+                                 norm_num_groups=8)
+    with pytest.raises(ValueError, match="same spatial self-attentions"):
+        install_reference_attention(other, denoiser)
