@@ -350,14 +350,13 @@ def test_reference_attention_joins_each_samples_reference_to_its_frames():
     x, t = torch.randn(2, 4, 3, 8, 8), torch.tensor([10, 10])
     text = torch.randn(6, 4, 16)  # (samples x frames, tokens, dim): UNetMotionModel's layout
     plain = denoiser(x, t, encoder_hidden_states=text).sample  # empty bank: the plain denoiser
-    refs = torch.randn(2, 4, 8, 8)
-    reference_net(refs, torch.zeros(2), encoder_hidden_states=torch.randn(2, 4, 16))
+    refs, ref_text = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 16)
+    reference_net(refs, torch.zeros(2), encoder_hidden_states=ref_text)
     assert len(bank) == 4  # every spatial self-attention of the tiny UNet
     joined = denoiser(x, t, encoder_hidden_states=text).sample
     assert (joined - plain).abs().max() > 1e-3
     # Sample 0's frames see only reference 0: a new reference 1 leaves them as they were.
-    reference_net(torch.stack([refs[0], torch.randn(4, 8, 8)]), torch.zeros(2),
-                  encoder_hidden_states=torch.randn(2, 4, 16))
+    reference_net(torch.stack([refs[0], torch.randn(4, 8, 8)]), torch.zeros(2), encoder_hidden_states=ref_text)
     again = denoiser(x, t, encoder_hidden_states=text).sample
     torch.testing.assert_close(again[0], joined[0])
     assert not torch.allclose(again[1], joined[1], atol=1e-4)
