@@ -382,3 +382,36 @@ def test_reference_attention_needs_matching_layers():
                                  norm_num_groups=8)
     with pytest.raises(ValueError, match="same spatial self-attentions"):
         install_reference_attention(other, denoiser)
+
+
+def test_motion_frames_enter_the_motion_modules_on_the_time_axis():
+    from codecgen.nn.motion_frame_context import install_motion_frame_context
+    from codecgen.nn.reference_attention import install_reference_attention
+
+    torch.manual_seed(0)
+    reference_net, denoiser = _tiny_unets()
+    bank = install_reference_attention(reference_net, denoiser)
+    wrapped = install_motion_frame_context(reference_net, denoiser, bank)
+    assert len(wrapped) == 7 and all("motion_modules" in w for w in wrapped)  # 2 down, 4 up, 1 in the middle
+    for name, p in denoiser.named_parameters():  # AnimateDiff zero-initialises its output: wake it up
+        if "motion_modules" in name and "proj_out" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    x, t, text = torch.randn(2, 4, 3, 8, 8), torch.tensor([10, 10]), torch.randn(6, 4, 16)
+    ref_text = torch.randn(2, 4, 16)
+
+    def run(motion: torch.Tensor | None) -> torch.Tensor:
+        items = refs[:, None] if motion is None else torch.cat([refs[:, None], motion], 1)  # (B, 1 + M, ...)
+        bank.per_sample = items.shape[1]
+        reference_net(items.flatten(0, 1), torch.zeros(items.shape[0] * items.shape[1]),
+                      encoder_hidden_states=ref_text.repeat_interleave(items.shape[1], 0))
+        return denoiser(x, t, encoder_hidden_states=text).sample
+
+    refs, motion = torch.randn(2, 4, 8, 8), torch.randn(2, 2, 4, 8, 8)
+    alone, with_motion = run(None), run(motion)
+    assert with_motion.shape == alone.shape == (2, 4, 3, 8, 8)  # the motion frames are cut off again
+    assert (with_motion - alone).abs().max() > 1e-3
+    other = motion.clone()
+    other[1] = torch.randn(2, 4, 8, 8)
+    changed = run(other)
+    torch.testing.assert_close(changed[0], with_motion[0])  # each sample continues its own motion
+    assert not torch.allclose(changed[1], with_motion[1], atol=1e-4)

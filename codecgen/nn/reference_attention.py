@@ -23,14 +23,20 @@ from torch import Tensor, nn
 
 
 class ReferenceBank:
-    """The reference net's self-attention inputs of one forward pass, by layer name: (B, tokens, C)."""
+    """What one forward pass of the reference net leaves for the denoiser: its self-attention
+    inputs by layer name (N, tokens, C), and (``codecgen.nn.motion_frame_context``) its features
+    at the motion modules' places. The reference net's batch holds ``per_sample`` items a
+    sample: the reference first, then the motion frames (1 = the reference alone)."""
 
     def __init__(self) -> None:
         self.features: dict[str, Tensor] = {}
+        self.motion: dict[str, Tensor] = {}
+        self.per_sample = 1
         self.enabled = True
 
     def clear(self) -> None:
         self.features.clear()
+        self.motion.clear()
 
     def __len__(self) -> int:
         return len(self.features)
@@ -61,6 +67,7 @@ class ReadReference(AttnProcessor2_0):
         reference = self.bank.features.get(self.name) if self.bank.enabled else None
         if reference is None or encoder_hidden_states is not None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
+        reference = reference[:: self.bank.per_sample]  # each sample's reference, not its motion frames
         n, samples = hidden_states.shape[0], reference.shape[0]
         if n % samples:
             raise ValueError(f"layer {self.name}: {n} denoised frames for {samples} references")
