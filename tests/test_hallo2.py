@@ -415,3 +415,34 @@ def test_motion_frames_enter_the_motion_modules_on_the_time_axis():
     changed = run(other)
     torch.testing.assert_close(changed[0], with_motion[0])  # each sample continues its own motion
     assert not torch.allclose(changed[1], with_motion[1], atol=1e-4)
+
+
+# -- expression labels ---------------------------------------------------------------------
+def test_expression_schedule_parses_times_and_refuses_bad_labels():
+    from codecgen.nn.expression_text import EXPRESSIONS, parse_expression_schedule
+
+    labels = parse_expression_schedule("happy@0:00, sad@0:01.5,angry@2", seconds=3.0, fps=10)
+    assert len(labels) == 30
+    assert labels[:15] == [EXPRESSIONS.index("happy")] * 15 and labels[15:20] == [EXPRESSIONS.index("sad")] * 5
+    assert labels[20:] == [EXPRESSIONS.index("angry")] * 10
+    assert parse_expression_schedule("surprised@1", 2.0, 10)[:10] == [0] * 10  # neutral before the first
+    for bad, message in [("smug@0", "unknown expression"), ("happy@0:70:1x", "bad time"),
+                         ("happy@2,sad@1", "increase"), ("happy@5", "after the audio"), (" , ", "empty")]:
+        with pytest.raises(ValueError, match=message):
+            parse_expression_schedule(bad, 3.0)
+
+
+def test_label_text_encoder_gives_distinct_tokens_per_label():
+    from codecgen.nn.expression_text import EXPRESSION_PHRASES, LabelTextEncoder, tokenize_phrase
+
+    torch.manual_seed(0)
+    encoder = LabelTextEncoder(dim=16, layers=1, heads=2)
+    tokens = encoder(torch.arange(5))
+    assert tokens.shape[:2] == (5, max(len(p.split()) for p in EXPRESSION_PHRASES.values()))
+    pooled = tokens.sum(1)
+    assert torch.cdist(pooled, pooled).masked_fill(torch.eye(5, dtype=torch.bool), 1.0).min() > 1e-3
+    assert tokens[0, len(EXPRESSION_PHRASES["neutral"].split()):].abs().max() == 0  # padding is zero
+    with pytest.raises(ValueError, match="unknown words"):
+        tokenize_phrase("a smug face")
+    with pytest.raises(ValueError, match="indices"):
+        encoder(torch.tensor([5]))

@@ -39,10 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
+from codecgen.nn.expression_text import EXPRESSIONS  # the model's labels: one list
+
 FORMAT_VERSION = 1
 CLIP_FPS = 25.0
 CLIP_SAMPLE_RATE = 16000
-EXPRESSIONS = ("neutral", "happy", "sad", "surprised", "angry")
 VISEME_NAMES = ("jaw", "width", "round")
 N_LANDMARKS = 68
 MAX_CLIP_FRAMES = 25 * 60 * 60  # one hour at 25 fps
