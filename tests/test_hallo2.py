@@ -446,3 +446,26 @@ def test_label_text_encoder_gives_distinct_tokens_per_label():
         tokenize_phrase("a smug face")
     with pytest.raises(ValueError, match="indices"):
         encoder(torch.tensor([5]))
+
+
+# -- face locator --------------------------------------------------------------------------
+def test_face_locator_starts_at_zero_and_steers_the_denoisers_first_features():
+    from codecgen.nn.face_locator import FaceLocator, attach_face_locator
+
+    torch.manual_seed(0)
+    _, denoiser = _tiny_unets()
+    locator = FaceLocator(out_channels=16, block_out_channels=(4, 8, 8))  # f4: 32-px masks -> 8 x 8
+    features = attach_face_locator(denoiser)
+    mask = torch.zeros(2, 32, 32)
+    mask[:, 8:24, 8:24] = 1
+    x, t, text = torch.randn(2, 4, 3, 8, 8), torch.tensor([5, 5]), torch.randn(6, 4, 16)
+    plain = denoiser(x, t, encoder_hidden_states=text).sample
+    features.value = locator(mask)
+    assert features.value.shape == (2, 16, 8, 8) and features.value.abs().max() == 0  # zero at the start
+    torch.testing.assert_close(denoiser(x, t, encoder_hidden_states=text).sample, plain)
+    torch.nn.init.normal_(locator.conv_out.weight, std=0.1)
+    features.value = locator(mask)
+    assert (denoiser(x, t, encoder_hidden_states=text).sample - plain).abs().max() > 1e-3
+    features.value = torch.zeros(2, 8, 8, 8)
+    with pytest.raises(ValueError, match="do not fit"):
+        denoiser(x, t, encoder_hidden_states=text)
