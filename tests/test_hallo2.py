@@ -165,7 +165,7 @@ IDENTITY_TINY = ROOT / "configs" / "hallo2" / "identity_tiny.yaml"
 
 
 def test_face_crop_takes_the_box_and_pads_at_the_edges():
-    from codecgen.datamodules.portraits import crop_face
+    from codecgen.nn.face_crop import crop_face
 
     frame = torch.arange(64.0).repeat(64, 1)[None].expand(3, -1, -1)  # value = x
     crop = crop_face(frame, (16, 16, 48, 48), 32, margin=1.0)
@@ -469,3 +469,22 @@ def test_face_locator_starts_at_zero_and_steers_the_denoisers_first_features():
     features.value = torch.zeros(2, 8, 8, 8)
     with pytest.raises(ValueError, match="do not fit"):
         denoiser(x, t, encoder_hidden_states=text)
+
+
+# -- benchmark probe -----------------------------------------------------------------------
+PROBE_TINY = ROOT / "configs" / "hallo2" / "probe_tiny.yaml"
+
+
+def test_face_probe_learns_mouth_opening_and_expression(tiny_portraits, tmp_path):
+    from codecgen.generators.hallo2.face_probe import FaceProbe
+
+    rows, last = fit_run(PROBE_TINY, tmp_path, "--data.init_args.root", str(tiny_portraits),
+                         "--trainer.max_steps", "40")
+    for name in ("train/jaw", "train/expression"):
+        values = column(rows, name)
+        assert np.mean(values[-5:]) < 0.6 * np.mean(values[:5]), name
+    assert column(rows, "val/expression_accuracy")
+    probe = codecgen.load(str(last))
+    assert isinstance(probe, FaceProbe)
+    jaw, logits = probe(torch.zeros(3, 3, 48, 48), torch.tensor([[8.0, 8.0, 40.0, 40.0]] * 3))
+    assert jaw.shape == (3,) and ((jaw >= 0) & (jaw <= 1)).all() and logits.shape == (3, 5)

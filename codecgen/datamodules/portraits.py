@@ -19,7 +19,8 @@ training sample: ``frames`` consecutive frames (F, 3, S, S) in [-1, 1], the ``mo
 frames just before them (M, 3, S, S; Hallo2 uses 2), a ``reference`` frame drawn from
 anywhere in the same clip, the speech under the frames with ``audio_margin`` frames more
 on each side (Hallo2's +-2-frame audio window needs them; zero past the clip's ends), the
-face and lip masks of the target frames, the reference's face box, the expression label
+face and lip masks of the target frames, the reference's face box and each target frame's,
+the expression label
 of each frame (index into :data:`EXPRESSIONS`), the viseme track, and the identity's index.
 Where a clip has fewer frames than motion + target frames, the reference stands in for
 the missing motion frames, as at the start of a generation.
@@ -34,7 +35,6 @@ people never seen in training.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ from codecgen.datamodules.portrait_clips import (
     read_clip_meta,
     unpack_masks,
 )
+from codecgen.nn.face_crop import crop_face
 
 BUILD_HINT = "build the corpus with `python -m codecgen.datamodules.prepare portraits --out data/portraits`"
 IGNORE = -100  # cross-entropy's ignore_index: frames past a clip's end
@@ -247,16 +248,19 @@ class PortraitClips(Dataset):
             full = torch.ones(self.frames, self.size or meta.size, self.size or meta.size, dtype=torch.bool)
             face, lips, visemes = full, full, torch.zeros(self.frames, 3)
             box = torch.tensor(meta.face_box) * scale
+            boxes = box.expand(self.frames, 4)
         else:
             face = self._masks(tracks["face_mask"][span], meta)
             lips = self._masks(tracks["lip_mask"][span], meta)
             visemes = torch.from_numpy(tracks["visemes"][span])
             box = torch.from_numpy(tracks["face_box"][ref]) * scale
+            boxes = torch.from_numpy(tracks["face_box"][span]) * scale
         times = (np.arange(start, start + self.frames) + 0.5) / meta.fps
         expression = torch.tensor([EXPRESSIONS.index(meta.expression_at(t)) for t in times])
         return {
             "frames": video[start - first :], "motion": motion, "reference": reference,
             "audio": torch.from_numpy(audio), "face_mask": face, "lip_mask": lips, "face_box": box.float(),
+            "frame_boxes": boxes.float(),
             "expression": expression, "visemes": visemes,
             "identity": torch.tensor(self.identities.get(meta.identity, -1)),
         }
@@ -303,24 +307,6 @@ class PortraitClipDataModule(SplitDataModule):
 
 
 # --------------------------------------------------------------------------- face crops
-
-
-def crop_face(frame: torch.Tensor, box: Sequence[float], size: int, margin: float = 1.2,
-              jitter: torch.Tensor | None = None) -> torch.Tensor:
-    """A square crop (side ``margin`` x the box's larger side, centred on the box, shifted and
-    scaled by ``jitter`` = (dx, dy, ds) in box units) of a (3, H, W) frame, resized to ``size``;
-    outside the frame is edge-padded."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    side = max(x1 - x0, y1 - y0, 1.0) * margin
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    if jitter is not None:
-        cx, cy, side = cx + float(jitter[0]) * side, cy + float(jitter[1]) * side, side * (1 + float(jitter[2]))
-    h, w = frame.shape[-2:]
-    # An affine grid does crop, resize and edge padding in one step.
-    theta = torch.tensor([[side / w, 0.0, 2 * cx / w - 1], [0.0, side / h, 2 * cy / h - 1]], dtype=frame.dtype)
-    grid = torch.nn.functional.affine_grid(theta[None], [1, 3, size, size], align_corners=False)
-    return torch.nn.functional.grid_sample(frame[None], grid, mode="bilinear", padding_mode="border",
-                                           align_corners=False)[0]
 
 
 class PortraitFaces(Dataset):
