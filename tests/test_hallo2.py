@@ -488,3 +488,21 @@ def test_face_probe_learns_mouth_opening_and_expression(tiny_portraits, tmp_path
     assert isinstance(probe, FaceProbe)
     jaw, logits = probe(torch.zeros(3, 3, 48, 48), torch.tensor([[8.0, 8.0, 40.0, 40.0]] * 3))
     assert jaw.shape == (3,) and ((jaw >= 0) & (jaw <= 1)).all() and logits.shape == (3, 5)
+
+
+def test_clip_frame_cache_gives_the_decoded_frames_and_stays_within_its_budget(tiny_portraits):
+    from codecgen.datamodules.portrait_clips import list_clips
+    from codecgen.datamodules.portraits import ClipFrameCache
+    from codecgen.datamodules.video import load_video
+
+    clips = list_clips(tiny_portraits)[:3]
+    direct = load_video(clips[0] / "video.mkv", 3, 7) * 2 - 1
+    cache = ClipFrameCache(10 * 2**30)
+    torch.testing.assert_close(cache.frames(clips[0], 3, 7, None), direct, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ClipFrameCache(0).frames(clips[0], 3, 7, None), direct)
+    one_clip = cache.bytes
+    small = ClipFrameCache(one_clip + 1)
+    for clip in clips:
+        small.frames(clip, 0, 1, None)
+    # Room for about one clip: each new clip pushed out the least recently used one.
+    assert len(small.clips) == 1 and next(iter(small.clips))[0] == clips[-1]

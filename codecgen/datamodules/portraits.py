@@ -35,6 +35,7 @@ people never seen in training.
 from __future__ import annotations
 
 import unicodedata
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,40 @@ class PortraitAudioDataModule(SplitDataModule):
 
 
 
+# --------------------------------------------------------------------------- decoded frames
+
+
+class ClipFrameCache:
+    """Whole clips decoded once and kept as uint8 (least recently used first out past ``max_bytes``).
+
+    A random frame of an FFV1 clip costs a decode from the clip's start (0.2 s at frame 150
+    of a 128-px clip here); the whole clip, 2 s. Training draws frames at random from ~200
+    clips, so each worker keeps them decoded: the default corpus is about 1.3 GB as uint8.
+    Frames come back as float in [-1, 1]; resized ones are rounded to 8 bits once."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.clips: OrderedDict[tuple[Path, int | None], torch.Tensor] = OrderedDict()
+
+    def frames(self, clip: Path, start: int, stop: int, size: int | None) -> torch.Tensor:
+        from codecgen.datamodules.video import load_video
+
+        resize = None if size is None else (size, size)
+        if self.max_bytes <= 0:
+            return load_video(clip / "video.mkv", start, stop, size=resize) * 2 - 1
+        key = (clip, size)
+        pixels = self.clips.get(key)
+        if pixels is None:
+            pixels = (load_video(clip / "video.mkv", size=resize) * 255).round_().to(torch.uint8)
+            self.clips[key] = pixels
+            self.bytes += pixels.numel()
+            while self.bytes > self.max_bytes and len(self.clips) > 1:
+                _, old = self.clips.popitem(last=False)
+                self.bytes -= old.numel()
+        self.clips.move_to_end(key)
+        return pixels[start:stop].float() / 127.5 - 1
+
+
 # --------------------------------------------------------------------------- video clips
 
 
@@ -196,7 +231,8 @@ class PortraitClips(Dataset):
     tracks (the procedural corpus has them; a user's imported videos get full-frame masks)."""
 
     def __init__(self, clips: list[Path], frames: int, motion_frames: int, size: int | None, audio_margin: int,
-                 random_offset: bool, identities: dict[str, int], length: int | None = None) -> None:
+                 random_offset: bool, identities: dict[str, int], length: int | None = None,
+                 cache_bytes: int = 0) -> None:
         if not clips:
             raise ValueError("PortraitClips needs at least one clip")
         self.clips, self.frames, self.motion_frames, self.size = clips, frames, motion_frames, size
@@ -204,12 +240,10 @@ class PortraitClips(Dataset):
         self.metas = [read_clip_meta(c) for c in clips]
         self.length = len(clips) if length is None else length
         self.random_draws = random_offset
+        self.cache = ClipFrameCache(cache_bytes)
 
     def __len__(self) -> int:
         return self.length
-
-    def _pixels(self, x: torch.Tensor) -> torch.Tensor:
-        return x * 2.0 - 1.0
 
     def _masks(self, packed: np.ndarray, meta: ClipMeta) -> torch.Tensor:
         masks = torch.from_numpy(unpack_masks(packed, meta.size)).float()[:, None]
@@ -218,8 +252,6 @@ class PortraitClips(Dataset):
         return masks[:, 0].bool()
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        from codecgen.datamodules.video import load_video
-
         index, generator = split_draw(index)
         k = index % len(self.clips)
         clip, meta = self.clips[k], self.metas[k]
@@ -232,10 +264,9 @@ class PortraitClips(Dataset):
             ref = int(torch.randint(0, meta.frames, (), generator=generator))
         else:
             ref = 0
-        size = None if self.size is None else (self.size, self.size)
         first = max(0, start - self.motion_frames)
-        video = self._pixels(load_video(clip / "video.mkv", first, start + self.frames, size=size))
-        reference = self._pixels(load_video(clip / "video.mkv", ref, ref + 1, size=size))[0]
+        video = self.cache.frames(clip, first, start + self.frames, self.size)
+        reference = self.cache.frames(clip, ref, ref + 1, self.size)[0]
         motion = video[: start - first]
         if len(motion) < self.motion_frames:  # the reference stands in, as at a generation's start
             motion = torch.cat([reference[None].expand(self.motion_frames - len(motion), -1, -1, -1), motion])
@@ -276,6 +307,7 @@ class PortraitClipDataModule(SplitDataModule):
         size: frame side to resize to (default: the clips').
         audio_margin: extra frames of speech on each side (Hallo2's +-2-frame window: 2).
         batch_size, num_workers, samples_per_epoch: the loaders' (default: one sample a clip).
+        cache_gib: decoded clips kept per loader worker (``ClipFrameCache``; 0: decode each time).
     Identities are numbered over the training clips (sorted); a held-out face gets -1.
     """
 
@@ -283,7 +315,7 @@ class PortraitClipDataModule(SplitDataModule):
 
     def __init__(self, root: str = "data/portraits", frames: int = 16, motion_frames: int = 2,
                  size: int | None = None, audio_margin: int = 2, batch_size: int = 4, num_workers: int = 0,
-                 samples_per_epoch: int | None = None) -> None:
+                 samples_per_epoch: int | None = None, cache_gib: float = 2.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         if frames < 1 or motion_frames < 0 or audio_margin < 0 or batch_size < 1:
@@ -301,9 +333,11 @@ class PortraitClipDataModule(SplitDataModule):
         names = sorted({read_clip_meta(c).identity for c in train})
         self.identities = {n: i for i, n in enumerate(names)}
         h = self.hparams
+        cache = int(h.cache_gib * 2**30)
         self.train_set = PortraitClips(train, h.frames, h.motion_frames, h.size, h.audio_margin, True, self.identities,
-                                       h.samples_per_epoch)
-        self.val_set = PortraitClips(val, h.frames, h.motion_frames, h.size, h.audio_margin, False, self.identities)
+                                       h.samples_per_epoch, cache)
+        self.val_set = PortraitClips(val, h.frames, h.motion_frames, h.size, h.audio_margin, False, self.identities,
+                                     cache_bytes=cache // 4)
 
 
 # --------------------------------------------------------------------------- face crops
@@ -313,7 +347,7 @@ class PortraitFaces(Dataset):
     """Face crops of clips with their identity's index within ``clips`` (see the module docstring)."""
 
     def __init__(self, clips: list[Path], size: int, random_frames: bool, per_clip: int = 4,
-                 length: int | None = None) -> None:
+                 length: int | None = None, cache_bytes: int = 0) -> None:
         if not clips:
             raise ValueError("PortraitFaces needs at least one clip")
         self.clips, self.size, self.random_frames, self.per_clip = clips, size, random_frames, per_clip
@@ -322,13 +356,12 @@ class PortraitFaces(Dataset):
         self.identities = {n: i for i, n in enumerate(names)}
         self.length = length if length is not None else len(clips) * (1 if random_frames else per_clip)
         self.random_draws = random_frames
+        self.cache = ClipFrameCache(cache_bytes)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        from codecgen.datamodules.video import load_video
-
         index, generator = split_draw(index)
         if self.random_frames:
             k = index % len(self.clips)
@@ -341,7 +374,7 @@ class PortraitFaces(Dataset):
         meta, clip = self.metas[k], self.clips[k]
         tracks = load_clip_tracks(clip, meta)
         box = tracks["face_box"][t] if tracks is not None else meta.face_box
-        frame = load_video(clip / "video.mkv", t, t + 1)[0] * 2 - 1
+        frame = self.cache.frames(clip, t, t + 1, None)[0]
         return {"face": crop_face(frame, box, self.size, jitter=jitter),
                 "identity": torch.tensor(self.identities[meta.identity])}
 
@@ -355,12 +388,13 @@ class PortraitFaceDataModule(SplitDataModule):
         batch_size, num_workers: the loaders'.
         samples_per_epoch: training crops per epoch (default: one per clip).
         val_per_clip: fixed crops per held-out clip.
+        cache_gib: decoded clips kept per loader worker (``ClipFrameCache``; 0: decode each time).
     """
 
     item_name = "faces"
 
     def __init__(self, root: str = "data/portraits", size: int = 64, batch_size: int = 32, num_workers: int = 0,
-                 samples_per_epoch: int | None = None, val_per_clip: int = 4) -> None:
+                 samples_per_epoch: int | None = None, val_per_clip: int = 4, cache_gib: float = 2.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         if not 8 <= size <= 1024 or batch_size < 1 or val_per_clip < 1:
@@ -374,5 +408,6 @@ class PortraitFaceDataModule(SplitDataModule):
             return
         train, val = _split_clips(self.root)
         h = self.hparams
-        self.train_set = PortraitFaces(train, h.size, True, length=h.samples_per_epoch)
-        self.val_set = PortraitFaces(val, h.size, False, per_clip=h.val_per_clip)
+        cache = int(h.cache_gib * 2**30)
+        self.train_set = PortraitFaces(train, h.size, True, length=h.samples_per_epoch, cache_bytes=cache)
+        self.val_set = PortraitFaces(val, h.size, False, per_clip=h.val_per_clip, cache_bytes=cache // 4)
