@@ -506,3 +506,11 @@ def test_clip_frame_cache_gives_the_decoded_frames_and_stays_within_its_budget(t
         small.frames(clip, 0, 1, None)
     # Room for about one clip: each new clip pushed out the least recently used one.
     assert len(small.clips) == 1 and next(iter(small.clips))[0] == clips[-1]
+
+
+def test_identity_projection_gives_four_tokens_per_face():
+    from codecgen.nn.face_embedder import IdentityProj
+
+    proj = IdentityProj()
+    assert proj(torch.randn(3, 512)).shape == (3, 4, 768)
+    assert sum(p.numel() for p in proj.parameters()) == 512 * 3072 + 3072 + 2 * 768  # the authors' ImageProjModel

@@ -89,3 +89,19 @@ class ArcMarginHead(nn.Module):
         target = torch.where(theta + self.margin < math.pi, target, cos - self.margin * math.sin(self.margin))
         one_hot = F.one_hot(labels, cos.shape[1]).bool()
         return self.scale * torch.where(one_hot, target, cos)
+
+
+@configurable
+class IdentityProj(nn.Module):
+    """Hallo2's ``ImageProjModel`` (from IP-Adapter): a face embedding -> ``tokens`` cross-attention
+    tokens, Linear(dim, tokens x out_dim) + LayerNorm (the authors: 512 -> 4 x 768)."""
+
+    def __init__(self, dim: int = 512, tokens: int = 4, out_dim: int = 768) -> None:
+        super().__init__()
+        self.tokens, self.out_dim = tokens, out_dim
+        self.proj = nn.Linear(dim, tokens * out_dim)
+        self.norm = nn.LayerNorm(out_dim)
+
+    def forward(self, embedding: Tensor) -> Tensor:
+        """(B, dim) -> (B, tokens, out_dim)."""
+        return self.norm(self.proj(embedding).view(-1, self.tokens, self.out_dim))
