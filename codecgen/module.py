@@ -66,6 +66,11 @@ class Module(L.LightningModule):
     def training_only_args(self) -> tuple[str, ...]:
         return ()
 
+    def training_steps(self) -> int:
+        """The optimiser steps of this run, for a schedule: ``max_steps``, else what the loader gives."""
+        trainer = self.trainer
+        return int(trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches)
+
     def nominal_rate(self) -> dict | None:
         """The model's nominal rate with its unit (``{"value": 2000.0, "unit": "bps"}``), or
         None where it has none before it sees data (a generator; a video fitted per clip)."""

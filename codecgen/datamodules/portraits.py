@@ -34,7 +34,6 @@ people never seen in training.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import OrderedDict
 from pathlib import Path
 
@@ -43,6 +42,7 @@ import torch
 from torch.utils.data import Dataset
 
 from codecgen.datamodules.base import SplitDataModule, split_draw
+from codecgen.datamodules.corpora.visemes import base_symbols
 from codecgen.datamodules.portrait_clips import (
     CLIP_FPS,
     CLIP_SAMPLE_RATE,
@@ -67,15 +67,14 @@ PHONEME_CLASSES = (
     "tʃ", "dʒ", "l", "ɹ", "r", "w", "j", "ʔ", "ɾ", "x",
 )
 _INDEX = {p: i for i, p in enumerate(PHONEME_CLASSES)}
-_STRIP = set("ˈˌːˑ̩̯̃ʰ")
+_HOP = CLIP_SAMPLE_RATE // int(CLIP_FPS)  # audio samples a video frame
 
 
 def phoneme_class(ipa: str) -> int:
     """The class index of an espeak-ng IPA phoneme (stress, length and diacritics ignored;
     ``g`` is IPA's ``ɡ``; a longer unknown symbol falls back to its first two characters,
     then its first; anything else is "other")."""
-    base = "".join(c for c in unicodedata.normalize("NFD", ipa) if c not in _STRIP and not unicodedata.combining(c))
-    base = base.replace("g", "ɡ")
+    base = base_symbols(ipa).replace("g", "ɡ")
     if not base:
         return _INDEX["sil"]
     for key in (base, base[:2], base[:1]):
@@ -91,6 +90,18 @@ def frame_labels(meta: ClipMeta) -> np.ndarray:
     for p in meta.phonemes:
         labels[(centres >= p.start) & (centres < p.end)] = phoneme_class(p.label)
     return labels
+
+
+def _read_audio(clip: Path, start_sample: int, samples: int) -> np.ndarray:
+    """``samples`` of a clip's sound from ``start_sample`` (may be negative), zero outside it."""
+    import soundfile as sf
+
+    out = np.zeros(samples, np.float32)
+    lo = max(0, start_sample)
+    got, _ = sf.read(str(clip / "audio.wav"), start=lo, stop=max(lo, start_sample + samples), dtype="float32",
+                     always_2d=True)
+    out[lo - start_sample : lo - start_sample + len(got)] = got.mean(1)
+    return out
 
 
 class PortraitAudioWindows(Dataset):
@@ -114,19 +125,13 @@ class PortraitAudioWindows(Dataset):
         return self.length
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        import soundfile as sf
-
         index, generator = split_draw(index)
         k = index % len(self.clips)
         meta, labels = self.metas[k], self.labels[k]
         start = 0
         if self.random_offset and meta.frames > self.frames:
             start = int(torch.randint(0, meta.frames - self.frames + 1, (), generator=generator))
-        hop = CLIP_SAMPLE_RATE // int(CLIP_FPS)
-        audio = np.zeros(self.frames * hop, np.float32)
-        got, _ = sf.read(str(self.clips[k] / "audio.wav"), start=start * hop, stop=(start + self.frames) * hop,
-                         dtype="float32", always_2d=True)
-        audio[: len(got)] = got.mean(1)
+        audio = _read_audio(self.clips[k], start * _HOP, self.frames * _HOP)
         out = np.full(self.frames, IGNORE, np.int64)
         piece = labels[start : start + self.frames]
         out[: len(piece)] = piece
@@ -214,18 +219,6 @@ class ClipFrameCache:
 # --------------------------------------------------------------------------- video clips
 
 
-def _read_audio(clip: Path, start_sample: int, samples: int) -> np.ndarray:
-    """``samples`` of a clip's sound from ``start_sample`` (may be negative), zero outside it."""
-    import soundfile as sf
-
-    out = np.zeros(samples, np.float32)
-    lo = max(0, start_sample)
-    got, _ = sf.read(str(clip / "audio.wav"), start=lo, stop=max(lo, start_sample + samples), dtype="float32",
-                     always_2d=True)
-    out[lo - start_sample : lo - start_sample + len(got)] = got.mean(1)
-    return out
-
-
 class PortraitClips(Dataset):
     """Hallo2 training samples from clip folders (see the module docstring). Clips need their
     tracks (the procedural corpus has them; a user's imported videos get full-frame masks)."""
@@ -241,9 +234,16 @@ class PortraitClips(Dataset):
         self.length = len(clips) if length is None else length
         self.random_draws = random_offset
         self.cache = ClipFrameCache(cache_bytes)
+        self._tracks: dict[int, dict[str, np.ndarray] | None] = {}
 
     def __len__(self) -> int:
         return self.length
+
+    def tracks(self, k: int) -> dict[str, np.ndarray] | None:
+        """Clip ``k``'s tracks, read and checked once (masks stay bit-packed: ~4 KB a frame at 128 px)."""
+        if k not in self._tracks:
+            self._tracks[k] = load_clip_tracks(self.clips[k], self.metas[k])
+        return self._tracks[k]
 
     def _masks(self, packed: np.ndarray, meta: ClipMeta) -> torch.Tensor:
         masks = torch.from_numpy(unpack_masks(packed, meta.size)).float()[:, None]
@@ -270,10 +270,9 @@ class PortraitClips(Dataset):
         motion = video[: start - first]
         if len(motion) < self.motion_frames:  # the reference stands in, as at a generation's start
             motion = torch.cat([reference[None].expand(self.motion_frames - len(motion), -1, -1, -1), motion])
-        hop = CLIP_SAMPLE_RATE // int(CLIP_FPS)
-        audio = _read_audio(clip, (start - self.audio_margin) * hop, (self.frames + 2 * self.audio_margin) * hop)
+        audio = _read_audio(clip, (start - self.audio_margin) * _HOP, (self.frames + 2 * self.audio_margin) * _HOP)
         scale = (self.size or meta.size) / meta.size
-        tracks = load_clip_tracks(clip, meta)
+        tracks = self.tracks(k)
         span = slice(start, start + self.frames)
         if tracks is None:
             full = torch.ones(self.frames, self.size or meta.size, self.size or meta.size, dtype=torch.bool)
@@ -357,9 +356,17 @@ class PortraitFaces(Dataset):
         self.length = length if length is not None else len(clips) * (1 if random_frames else per_clip)
         self.random_draws = random_frames
         self.cache = ClipFrameCache(cache_bytes)
+        self._boxes: dict[int, np.ndarray | tuple] = {}
 
     def __len__(self) -> int:
         return self.length
+
+    def boxes(self, k: int) -> np.ndarray | tuple:
+        """Clip ``k``'s face box per frame (read once), or its one reference box without tracks."""
+        if k not in self._boxes:
+            tracks = load_clip_tracks(self.clips[k], self.metas[k])
+            self._boxes[k] = tracks["face_box"] if tracks is not None else self.metas[k].face_box
+        return self._boxes[k]
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, generator = split_draw(index)
@@ -372,8 +379,8 @@ class PortraitFaces(Dataset):
             t = (2 * j + 1) * self.metas[k].frames // (2 * self.per_clip)
             jitter = None
         meta, clip = self.metas[k], self.clips[k]
-        tracks = load_clip_tracks(clip, meta)
-        box = tracks["face_box"][t] if tracks is not None else meta.face_box
+        boxes = self.boxes(k)
+        box = boxes[t] if isinstance(boxes, np.ndarray) else boxes
         frame = self.cache.frames(clip, t, t + 1, None)[0]
         return {"face": crop_face(frame, box, self.size, jitter=jitter),
                 "identity": torch.tensor(self.identities[meta.identity])}

@@ -57,17 +57,21 @@ class FaceEmbedder(nn.Module):
             stages += [_Residual(channels, width, 1 if i == 0 else 2), _Residual(width, width, 1)]
             channels = width
         self.stages = nn.Sequential(*stages)
+        self.feature_dim = channels
         self.out = nn.Sequential(nn.Dropout(0.1), nn.Linear(channels, dim), nn.BatchNorm1d(dim))
 
-    def forward(self, faces: Tensor) -> Tensor:
-        """(B, 3, size, size) in [-1, 1] -> (B, dim) unit vectors."""
+    def features(self, faces: Tensor) -> Tensor:
+        """(B, 3, H, W) in [-1, 1] (resized to ``size``) -> (B, feature_dim) pooled trunk features."""
         if faces.dim() != 4 or faces.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) face crops, got {tuple(faces.shape)}")
         if faces.shape[-2:] != (self.size, self.size):
             faces = F.interpolate(faces, size=(self.size, self.size), mode="bilinear", align_corners=False,
                                   antialias=True)
-        h = self.stages(self.stem(faces)).mean((2, 3))
-        return F.normalize(self.out(h), dim=1)
+        return self.stages(self.stem(faces)).mean((2, 3))
+
+    def forward(self, faces: Tensor) -> Tensor:
+        """(B, 3, size, size) in [-1, 1] -> (B, dim) unit vectors."""
+        return F.normalize(self.out(self.features(faces)), dim=1)
 
 
 class ArcMarginHead(nn.Module):

@@ -53,9 +53,9 @@ def drop_mask(shape: tuple[int, int, int, int], mode: str, drop_rate: float, pat
     if not 0.0 <= drop_rate <= 1.0:
         raise ValueError(f"drop_rate must be in [0, 1], got {drop_rate}")
     b, m, h, w = shape
-    if mode == "none" or drop_rate == 0.0:
-        return torch.ones(shape, device=keep.device if keep is not None else None)
     device = keep.device if keep is not None else None
+    if mode == "none" or drop_rate == 0.0:
+        return torch.ones(shape, device=device)
     unit = patch_size if mode == "patch" else 1
     if unit < 1:
         raise ValueError(f"patch_size must be >= 1, got {patch_size}")

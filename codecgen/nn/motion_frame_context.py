@@ -67,8 +67,6 @@ def _reference_position(reference_net: nn.Module, block_path: str, index: int) -
 def install_motion_frame_context(reference_net: nn.Module, denoiser: nn.Module, bank: ReferenceBank) -> list[str]:
     """Hook ``reference_net`` and wrap every motion module of ``denoiser`` (a ``UNetMotionModel``)
     so motion frames reach them (module docstring); return the wrapped modules' names."""
-    if not hasattr(bank, "motion"):
-        bank.motion = {}
     wrapped = []
     for path, block in list(denoiser.named_modules()):
         modules = getattr(block, "motion_modules", None)

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from codecgen.datamodules.corpora.faces import (
+    _FOREHEAD_POINTS,
     SUPERSAMPLE,
     DrawnFrame,
     FaceIdentity,
@@ -115,11 +116,13 @@ class PhotoFace:
                  tint: np.ndarray | None = None) -> None:
         self.name, self.face, self.box, self.alpha, self.tint = name, face, box, alpha, tint
         self.template = _fit_template(box)
-        self._cache: tuple[int, int, np.ndarray, _Warp] | None = None
+        self._cache: tuple[Image.Image, int, np.ndarray, _Warp] | None = None
+        self._anchors = np.zeros((0, 2))
 
     def _source(self, canvas: Image.Image, size: int) -> tuple[np.ndarray, _Warp]:
-        """The photo composed over this clip's background at ``size``, and the warp (cached per canvas)."""
-        if self._cache is not None and self._cache[:2] == (id(canvas), size):
+        """The photo composed over this clip's background at ``size``, and the warp (cached for
+        the canvas last used: the cache holds the canvas itself, so it cannot mistake another)."""
+        if self._cache is not None and self._cache[0] is canvas and self._cache[1] == size:
             return self._cache[2], self._cache[3]
         background = np.asarray(canvas.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
         face = np.asarray(Image.fromarray(self.face).resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
@@ -131,17 +134,14 @@ class PhotoFace:
             alpha = np.asarray(Image.fromarray((self.alpha * 255).astype(np.uint8)).resize((size, size),
                                                                                            Image.BILINEAR)) / 255.0
             image = alpha[..., None] * face + (1 - alpha[..., None]) * background
-        rest_motion = FaceMotion()
-        rest = self._points(rest_motion, size)
-        warp = _Warp.over(rest)
-        self._cache = (id(canvas), size, np.clip(image, 0, 1), warp)
+        self._anchors = self._still_points(size)
+        warp = _Warp.over(self._points(FaceMotion(), size))
+        self._cache = (canvas, size, np.clip(image, 0, 1), warp)
         return self._cache[2], warp
 
-    def _points(self, motion: FaceMotion, size: int) -> np.ndarray:
-        """Landmarks, head top, a ring around the head and the frame's border: warp control points.
-        The ring and border never move (the background stays still)."""
-        lm = project(landmarks_3d(self.template, motion), self.template, motion, size)
-        top = project(_forehead_3d(self.template), self.template, motion, size)
+    def _still_points(self, size: int) -> np.ndarray:
+        """A ring around the head at rest and the frame's border: control points that never move
+        (the background stays still)."""
         still = FaceMotion()
         centre = project(landmarks_3d(self.template, still), self.template, still, size).mean(0)
         angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
@@ -149,7 +149,13 @@ class PhotoFace:
         ring = centre + radius * np.stack([np.cos(angles), 1.15 * np.sin(angles)], 1)
         edge = np.linspace(0, size - 1, 5)
         border = np.array([[x, y] for x in edge for y in edge if x in (0, size - 1) or y in (0, size - 1)])
-        return np.concatenate([lm, top, ring, border]).astype(np.float64)
+        return np.concatenate([ring, border])
+
+    def _points(self, motion: FaceMotion, size: int) -> np.ndarray:
+        """The warp's control points for ``motion``: landmarks, head top, then the still anchors."""
+        lm = project(landmarks_3d(self.template, motion), self.template, motion, size)
+        top = project(_forehead_3d(self.template), self.template, motion, size)
+        return np.concatenate([lm, top, self._anchors]).astype(np.float64)
 
     def draw(self, motion: FaceMotion, canvas: Image.Image, size: int) -> DrawnFrame:
         """One frame: the photo warped to ``motion`` over the clip's background ``canvas``."""
@@ -161,7 +167,7 @@ class PhotoFace:
         scale = self.template.face_width * size
         paint_mouth_opening(big, moved[60:68] * SUPERSAMPLE, scale * SUPERSAMPLE)
         pixels = np.asarray(big.resize((size, size), Image.LANCZOS)).copy()
-        return annotate(pixels, moved[:68], moved[68 : 68 + len(_forehead_3d(self.template))], scale)
+        return annotate(pixels, moved[:68], moved[68 : 68 + _FOREHEAD_POINTS], scale)
 
 
 # --------------------------------------------------------------------------- the photos

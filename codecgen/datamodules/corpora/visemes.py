@@ -131,7 +131,7 @@ _IGNORED_CATEGORIES = {"Mn", "Me", "Lm", "Sk", "Zs", "Cc", "Cf"}
 FIRST_PART = 0.6  # share of a diphthong's time spent on its first vowel (see viseme_track)
 
 
-def _base_symbols(ipa: str) -> str:
+def base_symbols(ipa: str) -> str:
     """``ipa`` without length marks, stress, diacritics or modifier letters ("ɔːɹ" -> "ɔɹ", "n̩" -> "n")."""
     decomposed = unicodedata.normalize("NFD", ipa)
     return "".join(
@@ -145,7 +145,7 @@ def _target_sequence(ipa: str) -> list[Target]:
     (a pause), :data:`NEUTRAL` if no symbol is known."""
     if not ipa:
         return [REST]
-    symbols = _base_symbols(ipa)
+    symbols = base_symbols(ipa)
     if not symbols:  # only marks, e.g. a lone "ʲ"
         return [NEUTRAL]
     # Greedy longest match, so "tʃ" and "dʒ" are one consonant; unknown characters are skipped.
@@ -245,7 +245,7 @@ def viseme_track(
         edges = phoneme.start + (phoneme.end - phoneme.start) * np.concatenate([[0.0], np.cumsum(weights)])
         for target, a, b in zip(targets, edges[:-1], edges[1:], strict=True):
             shape[index(a) : index(b)] = target
-        limit = LIP_CLOSURES.get(_base_symbols(phoneme.label))
+        limit = LIP_CLOSURES.get(base_symbols(phoneme.label))
         if limit is not None:
             first, last = index(phoneme.start), index(phoneme.end)
             closure_jaw[first:last] = np.minimum(closure_jaw[first:last], limit)

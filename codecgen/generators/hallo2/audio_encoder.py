@@ -86,5 +86,4 @@ class PhonemePretraining(Module):
         no_decay = [p for p in self.parameters() if p.ndim < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
-        return [opt], [warmup_cosine(opt, int(total), self.warmup_steps)]
+        return [opt], [warmup_cosine(opt, self.training_steps(), self.warmup_steps)]

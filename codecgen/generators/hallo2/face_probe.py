@@ -40,7 +40,7 @@ class FaceProbe(Module):
                  warmup_steps: int = 100) -> None:
         super().__init__()
         self.trunk, self.margin = trunk, margin
-        width = trunk.out[1].in_features
+        width = trunk.feature_dim
         self.jaw = nn.Linear(width, 1)
         self.expression = nn.Linear(width, len(EXPRESSIONS))
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
@@ -52,8 +52,7 @@ class FaceProbe(Module):
 
     def forward(self, frames: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """-> (jaw opening (N,) in [0, 1], expression logits (N, 5))."""
-        t = self.trunk
-        h = t.stages(t.stem(self.crops(frames, boxes))).mean((2, 3))
+        h = self.trunk.features(self.crops(frames, boxes))
         return torch.sigmoid(self.jaw(h))[:, 0], self.expression(h)
 
     def _targets(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -87,5 +86,4 @@ class FaceProbe(Module):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
-        return [opt], [warmup_cosine(opt, int(total), self.warmup_steps)]
+        return [opt], [warmup_cosine(opt, self.training_steps(), self.warmup_steps)]

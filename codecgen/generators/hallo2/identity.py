@@ -86,5 +86,4 @@ class IdentityPretraining(Module):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
-        return [opt], [warmup_cosine(opt, int(total), self.warmup_steps)]
+        return [opt], [warmup_cosine(opt, self.training_steps(), self.warmup_steps)]

@@ -85,5 +85,4 @@ class AudioMAEPretraining(Module):
             (no_decay if p.ndim < 2 or name.endswith("_token") else decay).append(p)
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=self.lr, betas=self.betas)
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
-        return [opt], [warmup_cosine(opt, int(total), self.warmup_steps)]
+        return [opt], [warmup_cosine(opt, self.training_steps(), self.warmup_steps)]
