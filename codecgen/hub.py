@@ -97,16 +97,20 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
 
 
 def load_stage_weights(target: torch.nn.Module, path: str | os.PathLike, expected: type, role: str,
-                       map_location: str | torch.device = "cpu") -> None:
+                       map_location: str | torch.device = "cpu", part: str | None = None) -> None:
     """Copy into ``target`` the weights of the model at ``path`` (a .ckpt, an export or a
-    shipped name), which must be an ``expected`` with exactly ``target``'s weights: how a
-    multi-stage model's fresh run takes a trained earlier stage (``role`` names the setting
-    in errors, e.g. ``first_stage_ckpt``)."""
+    shipped name), which must be an ``expected`` with exactly ``target``'s weights (or, with
+    ``part``, those of its sub-module ``part``): how a multi-stage model's fresh run takes a
+    trained earlier stage (``role`` names the setting in errors, e.g. ``first_stage_ckpt``)."""
     source = load(path, map_location=map_location)
     if not isinstance(source, expected):
         raise ValueError(f"{role} {path} holds a {type(source).__name__}, not a {expected.__name__}")
+    state = source.inference_state_dict()  # not its discriminators
+    if part is not None:
+        prefix = f"{part}."
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     try:
-        target.load_state_dict(source.inference_state_dict())  # not its discriminators
+        target.load_state_dict(state)
     except RuntimeError as error:
         raise ValueError(f"{role} {path} does not match the model's {expected.__name__}: "
                          f"{' '.join(str(error).split())[:400]}") from None

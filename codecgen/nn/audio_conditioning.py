@@ -102,3 +102,59 @@ class HierarchicalAudioAttention(nn.Module):
         for branch, region, weight in zip(self.branches, regions, self.weights):
             out = out + weight * region * branch(tokens, audio)
         return out.transpose(1, 2).view(n, c, h, w)
+
+
+class AudioContext:
+    """What the installed audio attentions read during one denoiser call (set before it, or None):
+    ``audio`` (N, tokens, dim) and the ``face_mask`` / ``lip_mask`` (N, h, w) of the N = samples x
+    frames frames the denoiser sees, frame-major within a sample."""
+
+    def __init__(self) -> None:
+        self.audio: Tensor | None = None
+        self.face_mask: Tensor | None = None
+        self.lip_mask: Tensor | None = None
+
+    def set(self, audio: Tensor | None, face_mask: Tensor | None = None, lip_mask: Tensor | None = None) -> None:
+        self.audio, self.face_mask, self.lip_mask = audio, face_mask, lip_mask
+
+
+def _spatial_attentions(unet: nn.Module) -> list[tuple[str, nn.Module]]:
+    """A diffusers UNet's spatial transformers (``...attentions.j``), in forward order of blocks."""
+    out = []
+    for name, module in unet.named_modules():
+        parts = name.split(".")
+        spatial = len(parts) >= 2 and parts[-2] == "attentions" and "motion_modules" not in name
+        if spatial and hasattr(module, "in_channels"):
+            out.append((name, module))
+    return out
+
+
+def install_audio_attention(unet: nn.Module, context_dim: int, heads: int = 4,
+                            weights: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[nn.ModuleDict, AudioContext]:
+    """Put a :class:`HierarchicalAudioAttention` after every spatial transformer of ``unet`` (Hallo's
+    audio modules follow each spatial attention of every block, down, mid and up), acting on its
+    output through a forward hook. Returns the new modules (to register as the model's own, keyed by
+    the transformer's name with dots as "__") and the :class:`AudioContext` they read; with
+    ``context.audio`` None they do nothing."""
+    context = AudioContext()
+    modules = nn.ModuleDict()
+    for name, transformer in _spatial_attentions(unet):
+        attention = HierarchicalAudioAttention(transformer.in_channels, context_dim, heads, weights)
+        modules[name.replace(".", "__")] = attention
+
+        def hook(module: nn.Module, args, output, attention=attention, name=name):
+            if context.audio is None:
+                return output
+            x = output[0] if isinstance(output, tuple) else output.sample
+            if x.shape[0] != context.audio.shape[0]:
+                raise ValueError(f"{name}: {x.shape[0]} frames for audio tokens of {context.audio.shape[0]}")
+            y = attention(x, context.audio, context.face_mask, context.lip_mask)
+            if isinstance(output, tuple):
+                return (y, *output[1:])
+            output.sample = y
+            return output
+
+        transformer.register_forward_hook(hook)
+    if not modules:
+        raise ValueError("the UNet has no spatial transformers to put audio attention after")
+    return modules, context

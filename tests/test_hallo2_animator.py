@@ -1,0 +1,167 @@
+"""Hallo2's animation model: its two training stages, classifier-free guidance, the frozen stages
+it takes from their own runs, and the clip-by-clip long-video loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import column, fit_run
+
+import codecgen
+from codecgen.config import build
+from codecgen.datamodules.portraits import PortraitClipDataModule
+from codecgen.generators.hallo2.animate import animate_portrait, clip_count
+from codecgen.generators.hallo2.animator import HOP, PortraitAnimator, box_region
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE1_TINY = ROOT / "configs" / "hallo2" / "stage1_tiny.yaml"
+STAGE2_TINY = ROOT / "configs" / "hallo2" / "stage2_tiny.yaml"
+
+
+def tiny_animator(stage: int = 2, **overrides) -> PortraitAnimator:
+    spec = yaml.safe_load(open(STAGE2_TINY))["model"]
+    spec["init_args"].update(stage=stage, **overrides)
+    return build(spec)
+
+
+def clip_batch(root: Path, frames: int = 8, batch_size: int = 2) -> dict[str, torch.Tensor]:
+    data = PortraitClipDataModule(str(root), frames=frames, motion_frames=2, audio_margin=2, batch_size=batch_size)
+    data.setup("fit")
+    return next(iter(data.train_dataloader()))
+
+
+def test_box_regions_cover_the_box_its_growth_and_the_lips():
+    boxes = torch.tensor([[8.0, 8.0, 24.0, 24.0]])
+    face = box_region(boxes, 32)
+    assert face.shape == (1, 32, 32) and face.sum() == 16 * 16
+    grown = box_region(boxes, 32, expand=1.5)
+    assert grown.sum() == 24 * 24 and (grown >= face).all()
+    lips = box_region(boxes, 32, (0.25, 0.5, 0.75, 1.0))
+    assert lips.sum() == 8 * 8 and lips[0, 16:24, 12:20].all()
+
+
+def test_each_stage_trains_only_its_parts_and_the_sizes_are_checked():
+    one, two = tiny_animator(1), tiny_animator(2)
+    trained = lambda m: {n.split(".")[0] for n, p in m.named_parameters() if p.requires_grad}  # noqa: E731
+    assert trained(one) == {"unet", "reference_net", "face_locator", "identity_proj", "label_encoder"}
+    assert trained(two) == {"unet", "audio_proj", "audio_attention"}
+    motion = lambda m: {"motion_modules" in n for n, p in m.unet.named_parameters() if p.requires_grad}  # noqa: E731
+    assert motion(one) == {False} and motion(two) == {True}
+    assert not any(p.requires_grad for p in two.vae.parameters()) and not two.audio_encoder.training
+    with pytest.raises(ValueError, match="cross-attention width"):
+        tiny_animator(label_encoder={"class_path": "codecgen.nn.expression_text.LabelTextEncoder",
+                                     "init_args": {"dim": 8, "layers": 1, "heads": 2}})
+    with pytest.raises(ValueError, match="window"):
+        tiny_animator(audio_margin=1)
+    with pytest.raises(ValueError, match="stage"):
+        tiny_animator(3)
+
+
+def test_stage2_learns_a_fixed_batch_and_its_audio_starts_silent(tiny_portraits):
+    torch.manual_seed(0)
+    model = tiny_animator(2, lr=3e-3)
+    batch = clip_batch(tiny_portraits)
+    model.train()
+    model.eval()  # the frozen parts; fixed draws below (no motion-frame augmentation in eval mode)
+    x0, cond = model.latents_and_condition(batch)
+    assert x0.shape == (2, 4, 8, 12, 12) and cond["audio"].shape == (2, 8, 4, 16)
+    assert cond["reference"].shape == (2, 3, 4, 12, 12) and cond["labels"].shape[:2] == (2, 8)
+    noise, t = torch.randn_like(x0), torch.tensor([300, 700])
+    silent = dict(cond, audio=torch.zeros_like(cond["audio"]))
+    with torch.no_grad():  # zero-initialised audio attention: speech has no effect yet
+        torch.testing.assert_close(model.denoise(x0, t, cond), model.denoise(x0, t, silent))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(30):
+        x0, cond = model.latents_and_condition(batch)  # the audio projection is in the graph
+        loss = model.denoising_loss(x0, cond, noise, t)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+    with torch.no_grad():
+        x0, cond = model.latents_and_condition(batch)
+        silent = dict(cond, audio=torch.zeros_like(cond["audio"]))
+        assert (model.denoise(x0, t, cond) - model.denoise(x0, t, silent)).abs().max() > 1e-4
+
+
+def test_guidance_drops_speech_identity_and_labels_but_keeps_the_reference(tiny_portraits):
+    model = tiny_animator(2).eval()
+    with torch.no_grad():
+        _, cond = model.latents_and_condition(clip_batch(tiny_portraits))
+    dropped = model.drop_condition(cond, torch.tensor([True, False]))
+    for key in ("audio", "identity", "labels"):
+        assert dropped[key][0].abs().sum() == 0 and torch.equal(dropped[key][1], cond[key][1])
+    for key in ("reference", "face_mask", "lip_mask"):
+        assert torch.equal(dropped[key], cond[key])
+
+
+def test_a_fresh_run_takes_the_frozen_stages_from_their_own_models(tmp_path):
+    from codecgen import hub
+    from codecgen.generators.hallo2.frame_vae import FrameVAE
+
+    model = tiny_animator(1)
+    vae_spec = yaml.safe_load(open(STAGE2_TINY))["model"]["init_args"]["vae"]
+    trained = FrameVAE(build(vae_spec), discriminator=None)
+    trained.export(tmp_path / "vae")
+    model.vae_ckpt = str(tmp_path / "vae")
+    assert not torch.equal(model.vae.encoder.conv_in.weight, trained.vae.encoder.conv_in.weight)
+    model._load_stages(hub)
+    assert torch.equal(model.vae.encoder.conv_in.weight, trained.vae.encoder.conv_in.weight)
+    model.vae_ckpt, model.audio_ckpt = None, str(tmp_path / "vae")
+    with pytest.raises(ValueError, match="audio_ckpt .* holds a FrameVAE, not a PhonemePretraining"):
+        model._load_stages(hub)
+
+
+def test_two_stages_through_train_py_then_a_video_clip_by_clip(tiny_portraits, tmp_path):
+    rows, first = fit_run(STAGE1_TINY, tmp_path / "one", "--data.init_args.root", str(tiny_portraits))
+    assert len(column(rows, "train/loss")) == 30 and column(rows, "val/loss")
+    rows, last = fit_run(STAGE2_TINY, tmp_path / "two", "--data.init_args.root", str(tiny_portraits),
+                         "--model.init_args.init_from", str(first), "--trainer.max_steps", "10")
+    assert len(column(rows, "train/loss")) == 10
+    one, two = codecgen.load(str(first)), codecgen.load(str(last))
+    assert isinstance(two, PortraitAnimator) and two.stage == 2
+    assert float(one.latent_scale) != 1.0 and torch.equal(one.latent_scale, two.latent_scale)  # measured once
+    state1, state2 = one.inference_state_dict(), two.inference_state_dict()
+    spatial = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight"
+    motion = "unet.down_blocks.0.motion_modules.0.module.proj_out.weight"  # wrapped: MotionFrameContext
+    assert torch.equal(state1[spatial], state2[spatial])  # frozen in stage 2
+    assert torch.equal(state1["reference_net.conv_in.weight"], state2["reference_net.conv_in.weight"])
+    assert state1[motion].abs().sum() == 0 and state2[motion].abs().sum() > 0
+
+    data = PortraitClipDataModule(str(tiny_portraits), frames=1, motion_frames=0, audio_margin=0)
+    data.setup("fit")
+    sample = data.val_set[0]
+    speech = np.random.default_rng(0).standard_normal(int(1.1 * 16000)).astype(np.float32) * 0.1
+    total, clips = clip_count(len(speech), 8)
+    assert (total, clips) == (28, 4)
+    done = []
+    run = lambda seed: list(animate_portrait(two, sample["reference"], sample["face_box"].tolist(), speech,  # noqa: E731
+                                             frames_per_clip=8, num_steps=2, guidance=2.0, seed=seed,
+                                             progress=lambda k, n: done.append((k, n))))
+    video = run(0)
+    assert [len(c) for c in video] == [8, 8, 8, 4] and video[0].shape[1:] == (48, 48, 3)
+    assert video[0].dtype == torch.uint8 and done[-1] == (4, 4)
+    again, other = run(0), run(1)
+    assert all(torch.equal(a, b) for a, b in zip(video, again))
+    assert not torch.equal(video[1], other[1])
+
+
+def test_animation_refuses_bad_input():
+    model = tiny_animator(2).eval()
+    portrait, box = torch.zeros(3, 48, 48), [8, 8, 40, 40]
+    with pytest.raises(ValueError, match="non-empty mono"):
+        next(animate_portrait(model, portrait, box, np.zeros(0)))
+    with pytest.raises(ValueError, match="NaN"):
+        next(animate_portrait(model, portrait, box, np.full(HOP * 3, np.nan)))
+    with pytest.raises(ValueError, match="expression labels for 3 frames"):
+        next(animate_portrait(model, portrait, box, np.zeros(HOP * 3), expressions=[0, 1]))
+    with pytest.raises(ValueError, match="stage-2"):
+        next(animate_portrait(tiny_animator(1), portrait, box, np.zeros(HOP * 3)))
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        next(animate_portrait(model, torch.zeros(48, 48), box, np.zeros(HOP * 3)))
