@@ -118,12 +118,20 @@ def test_a_fresh_run_takes_the_frozen_stages_from_their_own_models(tmp_path):
         model._load_stages(hub)
 
 
-def test_two_stages_through_train_py_then_a_video_clip_by_clip(tiny_portraits, tmp_path):
-    rows, first = fit_run(STAGE1_TINY, tmp_path / "one", "--data.init_args.root", str(tiny_portraits))
+@pytest.fixture(scope="module")
+def two_stages(tiny_portraits, tmp_path_factory) -> tuple[Path, Path]:
+    """Stage 1 (30 steps) then stage 2 from it (10 steps), through train.py: their last checkpoints."""
+    root = tmp_path_factory.mktemp("animator")
+    rows, first = fit_run(STAGE1_TINY, root / "one", "--data.init_args.root", str(tiny_portraits))
     assert len(column(rows, "train/loss")) == 30 and column(rows, "val/loss")
-    rows, last = fit_run(STAGE2_TINY, tmp_path / "two", "--data.init_args.root", str(tiny_portraits),
+    rows, last = fit_run(STAGE2_TINY, root / "two", "--data.init_args.root", str(tiny_portraits),
                          "--model.init_args.init_from", str(first), "--trainer.max_steps", "10")
     assert len(column(rows, "train/loss")) == 10
+    return first, last
+
+
+def test_two_stages_through_train_py_then_a_video_clip_by_clip(tiny_portraits, two_stages):
+    first, last = two_stages
     one, two = codecgen.load(str(first)), codecgen.load(str(last))
     assert isinstance(two, PortraitAnimator) and two.stage == 2
     assert float(one.latent_scale) != 1.0 and torch.equal(one.latent_scale, two.latent_scale)  # measured once
@@ -165,3 +173,81 @@ def test_animation_refuses_bad_input():
         next(animate_portrait(tiny_animator(1), portrait, box, np.zeros(HOP * 3)))
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         next(animate_portrait(model, torch.zeros(48, 48), box, np.zeros(HOP * 3)))
+
+
+# -- infer.py animate ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def portrait_and_speech(tiny_portraits, tmp_path_factory) -> tuple[Path, Path, str]:
+    """A held-out portrait (PNG), half a second of 44.1 kHz stereo "speech", and the face box."""
+    import soundfile as sf
+
+    from codecgen.datamodules.image import save_image
+
+    root = tmp_path_factory.mktemp("animate")
+    data = PortraitClipDataModule(str(tiny_portraits), frames=1, motion_frames=0, audio_margin=0)
+    data.setup("fit")
+    sample = data.val_set[0]
+    save_image((sample["reference"] + 1) / 2, root / "portrait.png")
+    noise = np.random.default_rng(0).standard_normal((22050, 2)).astype(np.float32) * 0.1
+    sf.write(str(root / "speech.wav"), noise, 44100)
+    box = ",".join(f"{v:.0f}" for v in sample["face_box"].tolist())
+    return root / "portrait.png", root / "speech.wav", box
+
+
+def test_infer_animate_writes_the_video_with_the_speech(two_stages, portrait_and_speech, tmp_path):
+    import av
+
+    from codecgen.cli.parser import infer_main
+
+    portrait, speech, box = portrait_and_speech
+    out = tmp_path / "talk.mp4"
+    args = ["animate", "--model", str(two_stages[1]), str(portrait), str(speech), str(out), "--steps", "2",
+            "--face-box", box, "--expression", "happy@0,sad@0.3", "--quiet"]
+    assert infer_main(args) == 0
+    with av.open(str(out)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        frames = sum(1 for _ in container.decode(video))
+        assert (video.width, video.height) == (48, 48) and audio.channels == 2 and audio.rate == 44100
+    assert frames == 13  # 0.5 s at 25 fps, rounded up
+    assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"]  # no temporary left behind
+
+
+def test_infer_animate_refuses_bad_input_with_one_line_and_no_output(two_stages, portrait_and_speech, tmp_path,
+                                                                     capsys):
+    import soundfile as sf
+
+    from codecgen.cli.parser import infer_main
+
+    portrait, speech, box = portrait_and_speech
+    model = str(two_stages[1])
+    empty = tmp_path / "empty.wav"
+    sf.write(str(empty), np.zeros((0, 1), np.float32), 16000)
+    grey = tmp_path / "grey.png"
+    from codecgen.datamodules.image import save_image
+
+    save_image(torch.full((3, 64, 64), 0.5), grey)
+    existing = tmp_path / "old.mp4"
+    existing.write_bytes(b"keep")
+    cases = [
+        ([str(portrait), str(empty), "a.mp4", "--face-box", box], "no audio"),
+        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--steps", "0"], "--steps"),
+        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--guidance", "-1"], "--guidance"),
+        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--expression", "bored@0"], "unknown expression"),
+        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--expression", "happy@9"], "after the audio"),
+        ([str(portrait), str(speech), "a.avi", "--face-box", box], "unsupported video output"),
+        ([str(grey), str(speech), "a.mp4"], "no face found"),
+        ([str(portrait), str(speech), "a.mp4", "--face-box", "1,2,3"], "four"),
+        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--frames-per-clip", "40"], "frames_per_clip"),
+        ([str(portrait), str(speech), str(existing), "--face-box", box], "exists"),
+        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--max-seconds", "0.1"], "over --max-seconds"),
+    ]
+    for extra, message in cases:
+        extra = [str(tmp_path / e) if e.endswith((".mp4", ".avi")) and "/" not in e else e for e in extra]
+        assert infer_main(["animate", "--model", model, *extra, "--quiet"]) == 2, message
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and message in err and "\n" not in err, (message, err)
+    assert infer_main(["animate", "--model", str(two_stages[0]), str(portrait), str(speech),
+                       str(tmp_path / "a.mp4"), "--face-box", box, "--quiet"]) == 2
+    assert "stage-2" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.wav", "grey.png", "old.mp4"]
+    assert existing.read_bytes() == b"keep"

@@ -36,6 +36,9 @@ GROUPS = [
         ("upscale", "an image -> the image at any scale or size (super-resolution by diffusion)"),
         ("generate", "sample new images at any sizes into a folder"),
     ]),
+    ("generators (portrait animation)", [
+        ("animate", "a portrait image + speech -> a talking-head video with the speech (Hallo2)"),
+    ]),
     ("files & models", [
         ("info", "print a .cgc file's header, with its duration / size and rate"),
         ("export", ".ckpt -> folder with config.json + model.safetensors"),
@@ -72,6 +75,10 @@ EXAMPLES = {
   python infer.py upscale --model arbitrary-sr photo.png take.png --scale 2 --samples 3   # take_0.png .. take_2.png""",
     "generate": """\
   python infer.py generate --model runs/.../last.ckpt --size 256x256 --size 640x480 --num 4 --seed 0 samples/""",
+    "animate": """\
+  python infer.py animate --model runs/.../last.ckpt portrait.png speech.wav talk.mp4
+  python infer.py animate --model runs/.../last.ckpt me.jpg talk.flac talk.mkv --expression 'happy@0,sad@0:05' \\
+      --face-box 120,80,260,240 --steps 25 --guidance 3.5 --seed 1""",
     "info": "  python infer.py info speech.cgc",
     "export": "  python infer.py export runs/.../last.ckpt my_codec/ [--half]",
     "fit-prior": "  python infer.py fit-prior --model my_codec/ data/speech/train my_codec_prior/",
@@ -224,6 +231,10 @@ UPSCALE_NOTE = ("Give --scale or --size. Grey images stay grey; an alpha channel
                 "the model; files with more than 8 bits per channel are written with 8, with a note. The output "
                 "may be at most --max-pixels; a scale above the largest the model was trained for is sampled with "
                 "a warning. Every argument is checked before the model loads.")
+ANIMATE_NOTE = ("The portrait is framed head and shoulders around its face, as the model's training clips are, and "
+                "the video has 25 fps, the model's frame size, and the speech file's own sound. Frames are made "
+                "clip by clip and streamed to the file, so memory does not grow with the length. Every argument "
+                "is checked before the model loads; nothing is written unless the whole video is.")
 GENERATE_NOTE = ("Writes OUTDIR/{i:03d}_{W}x{H}.png for each image i at each --size; OUTDIR may exist, but no "
                  "file in it is replaced without --overwrite (all names are checked first, and the files are moved "
                  "into place together at the end).")
@@ -315,6 +326,29 @@ def build_parser() -> argparse.ArgumentParser:
     o.add(None, "--num", type=int, default=1, help="images at each size (default: 1)")
     _sampling(o)
     o.done("codecgen.cli.generate:cmd_generate")
+
+    o = _add(sub, "animate", ANIMATE_NOTE)
+    _model(o, True, "a Hallo2 animation model (stage 2): a .ckpt, an exported folder or a shipped name")
+    _common(o)
+    o.add(None, "portrait", metavar="PORTRAIT", help="image with one face (png/jpg/webp/bmp/tiff)")
+    o.add(None, "speech", metavar="SPEECH", help="speech audio (wav/flac/ogg/mp3; any rate and channels)")
+    o.add(None, "output", metavar="OUT", help=".mp4 (H.264 + AAC) or .mkv (FFV1 + FLAC)")
+    o.add(None, "--face-box", default=None, help="x0,y0,x1,y1 of the face in the portrait's pixels "
+                                                  "(default: found by a face detector)")
+    o.add(None, "--expression", default=None,
+          help="expression labels over time, e.g. 'happy@0:00,neutral@0:05' (neutral, happy, sad, surprised, "
+               "angry; default: neutral)")
+    g = o.parser.add_argument_group("sampling")
+    o.add(None, "--steps", type=int, default=25, group=g, help=f"denoising steps, 1..{MAX_STEPS} (default: 25)")
+    o.add(None, "--scheduler", choices=SCHEDULERS, default=None, group=g,
+          help="sampler on the model's noise schedule (default: the model's own, DDIM)")
+    o.add(None, "--guidance", type=float, default=3.5, group=g,
+          help="classifier-free guidance on speech, identity and expression (default: 3.5, the authors')")
+    o.add(None, "--seed", type=int, default=0, group=g, help="the same seed gives the same video (default: 0)")
+    o.add(None, "--frames-per-clip", type=int, default=None, group=g,
+          help="frames denoised together (default: the model's)")
+    o.add(None, "--max-seconds", type=float, default=3600.0, help="refuse longer speech (default: 3600)")
+    o.done("codecgen.cli.animate:cmd_animate")
 
     o = _add(sub, "info")
     o.add(None, "input", metavar="IN", help=".cgc file")

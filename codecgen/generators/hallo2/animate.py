@@ -45,13 +45,14 @@ def to_uint8(frames: Tensor) -> Tensor:
 
 
 def animate_portrait(model: PortraitAnimator, portrait: Tensor, face_box: Sequence[float], speech: Tensor | np.ndarray,
-                     expressions: Sequence[int] | None = None, frames_per_clip: int = 16, num_steps: int = 25,
+                     expressions: Sequence[int] | None = None, frames_per_clip: int | None = None, num_steps: int = 25,
                      guidance: float = 3.5, seed: int = 0, scheduler=None,
                      progress: Callable[[int, int], None] | None = None) -> Iterator[Tensor]:
     """Yield the video's frames clip by clip as (n, H, W, 3) uint8 tensors (n = F, the last one
     shorter), for ``portrait`` (3, H, W) in [-1, 1] (sides multiples of the VAE x UNet factor),
     its ``face_box`` (x0, y0, x1, y1 in pixels), mono 16 kHz ``speech`` and one expression label
-    index per video frame (default: neutral). ``progress(clips_done, clips)``."""
+    index per video frame (default: neutral); clips of ``frames_per_clip`` frames (default: the
+    model's). ``progress(clips_done, clips)``."""
     if model.stage != 2:
         raise ValueError("animation needs a stage-2 PortraitAnimator (motion modules and audio trained)")
     speech = torch.as_tensor(np.asarray(speech, dtype=np.float32))
@@ -61,6 +62,10 @@ def animate_portrait(model: PortraitAnimator, portrait: Tensor, face_box: Sequen
         raise ValueError("speech has NaN or infinite samples")
     if portrait.dim() != 3 or portrait.shape[0] != 3:
         raise ValueError(f"portrait must be (3, H, W), got {tuple(portrait.shape)}")
+    frames_per_clip = frames_per_clip or model.frames_per_clip
+    if not 1 <= frames_per_clip <= model.max_frames - model.motion_frames:
+        raise ValueError(f"frames_per_clip must be in 1..{model.max_frames - model.motion_frames} (the motion modules "
+                         f"see at most {model.max_frames} frames, {model.motion_frames} of them motion frames)")
     total, clips = clip_count(speech.shape[0], frames_per_clip)
     labels = torch.zeros(clips * frames_per_clip, dtype=torch.long)
     if expressions is not None:

@@ -46,6 +46,7 @@ Our deviations, each because of what exists here:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -99,6 +100,18 @@ class AnimationPipeline(GeneratorPipeline):
         return cond, (b, model.unet.config.out_channels, f, h, w)
 
 
+@contextlib.contextmanager
+def _diffusers_quiet():
+    from diffusers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+
+
 def _frozen(module: nn.Module) -> nn.Module:
     return module.requires_grad_(False).eval()
 
@@ -120,6 +133,7 @@ class PortraitAnimator(Generator):
         motion_augment, drop_rate, patch_size, noise_timesteps: the motion frames' corruption
             (``augment_motion_frames``; noise also at sampling, as the authors).
         reference_dropout: share of training samples whose reference is zeroed.
+        frames_per_clip: the clip length F the model samples by default (the authors: 16).
         vae_ckpt, audio_ckpt, identity_ckpt: trained stages that seed a fresh run.
         init_from: a trained PortraitAnimator (stage 1) whose weights start a fresh run (stage 2).
         Others: as ``Generator``.
@@ -136,17 +150,18 @@ class PortraitAnimator(Generator):
                  motion_frames: int = 2, audio_margin: int = 2, audio_heads: int = 4,
                  audio_weights: tuple[float, float, float] = (1.0, 1.0, 1.0), motion_augment: str = "patch",
                  drop_rate: float = 0.25, patch_size: int = 2, noise_timesteps: int = 50,
-                 reference_dropout: float = 0.05, vae_ckpt: str | None = None, audio_ckpt: str | None = None,
-                 identity_ckpt: str | None = None, init_from: str | None = None, prediction_type: str | None = None,
-                 min_snr_gamma: float | None = None, lr: float = 1e-5, ema_decay: float | None = 0.999,
-                 ema_start_step: int = 0, condition_dropout: float = 0.05):
+                 reference_dropout: float = 0.05, frames_per_clip: int = 16, vae_ckpt: str | None = None,
+                 audio_ckpt: str | None = None, identity_ckpt: str | None = None, init_from: str | None = None,
+                 prediction_type: str | None = None, min_snr_gamma: float | None = None, lr: float = 1e-5,
+                 ema_decay: float | None = 0.999, ema_start_step: int = 0, condition_dropout: float = 0.05):
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 (single frames) or 2 (clips with audio), got {stage}")
         if motion_augment not in MODES:
             raise ValueError(f"motion_augment must be one of {MODES}, got {motion_augment!r}")
         if not 0.0 <= reference_dropout < 1.0:
             raise ValueError(f"reference_dropout must be in [0, 1), got {reference_dropout}")
-        unet = UNetMotionModel.from_unet2d(copy.deepcopy(reference_net), motion_adapter)
+        with _diffusers_quiet():  # from_unet2d warns about float32 modules it has none of
+            unet = UNetMotionModel.from_unet2d(copy.deepcopy(reference_net), motion_adapter)
         for name, p in unet.named_parameters():  # AnimateDiff: a new motion module starts as the identity
             if "motion_modules" in name and ".proj_out." in name:
                 nn.init.zeros_(p)
@@ -166,6 +181,11 @@ class PortraitAnimator(Generator):
         self.stage, self.motion_frames, self.audio_margin = stage, motion_frames, audio_margin
         self.motion_augment, self.drop_rate, self.patch_size = motion_augment, drop_rate, patch_size
         self.noise_timesteps, self.reference_dropout = noise_timesteps, reference_dropout
+        max_frames = motion_adapter.config.motion_max_seq_length
+        if not 1 <= frames_per_clip <= max_frames - motion_frames:
+            raise ValueError(f"frames_per_clip + motion_frames must be at most the motion modules' "
+                             f"motion_max_seq_length {max_frames}, got {frames_per_clip} + {motion_frames}")
+        self.frames_per_clip, self.max_frames = frames_per_clip, max_frames
         self.vae_ckpt, self.audio_ckpt, self.identity_ckpt = vae_ckpt, audio_ckpt, identity_ckpt
         self.init_from = init_from
         self.register_buffer("latent_scale", torch.ones(()))
@@ -225,6 +245,11 @@ class PortraitAnimator(Generator):
     @property
     def vae_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def frame_size(self) -> int:
+        """The side of the square frames the model was built for (the UNets' sample size x the VAE's factor)."""
+        return int(self.reference_net.config.sample_size) * self.vae_factor
 
     def encode_frames(self, frames: Tensor) -> Tensor:
         """(N, 3, H, W) in [-1, 1] -> (N, C, H / f, W / f) scaled latents."""

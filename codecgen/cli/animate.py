@@ -1,0 +1,154 @@
+"""``animate``: infer.py's command for Hallo2 (Cui et al. 2024, "Hallo2: Long-Duration and
+High-Resolution Audio-Driven Portrait Image Animation"): a portrait image and a speech file ->
+a talking-head video with the speech muxed in.
+
+The portrait is framed as the training clips are: a square around the face (detected with
+scikit-image's LBP cascade, or ``--face-box`` in the image's pixels), head and shoulders
+(``square_crop_box``), resized to the model's frame size. The speech is read at any rate and
+channel count, mixed to 16 kHz mono for the model; the output keeps the file's own sound (up
+to two channels). Frames are generated clip by clip and streamed to the encoder, so an hour of
+speech takes the memory of one clip. Every argument is checked before the model loads; the
+video is written under a temporary name and renamed into place at the end, so a failure leaves
+no partial output and an existing file untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+from codecgen.cli.files import StepBar, UserError, check_output, staged
+
+OUTPUTS = (".mp4", ".mkv")
+MAX_STEPS = 1000
+MIN_PORTRAIT_SIDE = 32
+
+
+def _check_args(args) -> None:
+    if not 1 <= args.steps <= MAX_STEPS:
+        raise UserError(f"--steps must be in 1..{MAX_STEPS}, got {args.steps}")
+    if not (math.isfinite(args.guidance) and args.guidance >= 0):
+        raise UserError(f"--guidance must be a number >= 0, got {args.guidance}")
+    if not 0 <= args.seed <= 2**62:
+        raise UserError(f"--seed must be in 0..{2**62}, got {args.seed}")
+    if args.frames_per_clip is not None and args.frames_per_clip < 1:
+        raise UserError(f"--frames-per-clip must be >= 1, got {args.frames_per_clip}")
+    if not args.max_seconds > 0:
+        raise UserError(f"--max-seconds must be > 0, got {args.max_seconds}")
+
+
+def read_speech(path: Path, max_seconds: float):
+    """The speech as 16 kHz mono float32 (N,), checked: not empty, finite, not over ``max_seconds``."""
+    import soundfile as sf
+    import torch
+
+    from codecgen.datamodules.audio import load_audio
+
+    try:
+        info = sf.info(str(path))
+    except RuntimeError as error:
+        raise UserError(f"cannot read speech {path}: {' '.join(str(error).split())}") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise UserError(f"speech file {path} contains no audio")
+    if info.frames / info.samplerate > max_seconds:
+        raise UserError(f"speech {path} lasts {info.frames / info.samplerate:.0f} s, over --max-seconds "
+                        f"{max_seconds:g}")
+    speech = load_audio(path, 16000)[0]
+    if not torch.isfinite(speech).all():
+        raise UserError(f"speech {path} has NaN or infinite samples")
+    return speech
+
+
+def frame_portrait(path: Path, face_box: str | None, size: int):
+    """The portrait as the model's (3, size, size) frame in [-1, 1] and its face box there."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from codecgen.datamodules.face_detect import check_face_box, detect_face, parse_face_box, square_crop_box
+    from codecgen.datamodules.image import load_image
+
+    image, _ = load_image(path)
+    h, w = image.shape[-2:]
+    if face_box is not None:
+        box = parse_face_box(face_box)
+        if box[2] > w or box[3] > h:
+            raise UserError(f"--face-box {face_box} lies outside the {w}x{h} image")
+    else:
+        found = detect_face((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        if found is None:
+            raise UserError(f"no face found in {path}; pass --face-box x0,y0,x1,y1 (pixels)")
+        box = check_face_box(found)
+    x0, y0, x1, y1 = square_crop_box(box, w, h)
+    if x1 - x0 < MIN_PORTRAIT_SIDE:
+        raise UserError(f"the portrait's face crop is {x1 - x0} px; at least {MIN_PORTRAIT_SIDE} px are needed")
+    crop = image[:, y0:y1, x0:x1][None]
+    frame = F.interpolate(crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
+    scale = size / (x1 - x0)
+    inside = [(box[0] - x0) * scale, (box[1] - y0) * scale, (box[2] - x0) * scale, (box[3] - y0) * scale]
+    inside = [min(max(v, 0.0), float(size)) for v in inside]
+    return (frame.clamp(0, 1) * 2 - 1), torch.tensor(inside)
+
+
+def _load_animator(name: str, device: str):
+    from codecgen.cli.models import load_model
+    from codecgen.generators.hallo2.animator import PortraitAnimator
+
+    model = load_model(name, None, device)
+    if not isinstance(model, PortraitAnimator) or model.stage != 2:
+        raise UserError(f"{name} is not a trained Hallo2 animation model (a stage-2 PortraitAnimator)")
+    return model.eval()
+
+
+def cmd_animate(args) -> int:
+    from codecgen.nn.expression_text import parse_expression_schedule
+
+    portrait, speech_path, out = Path(args.portrait), Path(args.speech), Path(args.output)
+    if out.suffix.lower() not in OUTPUTS:
+        raise UserError(f"unsupported video output {out.suffix or '(none)'!r} for {out}: use one of "
+                        f"{', '.join(OUTPUTS)}")
+    for path in (portrait, speech_path):
+        if not path.is_file():
+            raise UserError(f"{path} is not a file")
+    check_output(out, args.overwrite, inputs=(portrait, speech_path))
+    _check_args(args)
+    speech = read_speech(speech_path, args.max_seconds)
+    seconds = speech.shape[0] / 16000
+    labels = parse_expression_schedule(args.expression, seconds) if args.expression else None
+    model = _load_animator(args.model, args.device)
+    size = model.frame_size
+    frame, box = frame_portrait(portrait, args.face_box, size)
+    if labels is not None:
+        from codecgen.generators.hallo2.animate import clip_count
+
+        total, _ = clip_count(speech.shape[0], 1)
+        labels = (labels + [labels[-1]] * total)[:total]
+    _render(model, frame, box, speech, labels, speech_path, out, args)
+    if not args.quiet:
+        print(f"{out}: {seconds:.2f} s at 25 fps, {size}x{size}, with the sound of {speech_path.name}")
+    return 0
+
+
+def _render(model, frame, box, speech, labels, speech_path: Path, out: Path, args) -> None:
+    import torch
+
+    from codecgen.datamodules.video import mux_audio, write_video
+    from codecgen.generators.hallo2.animate import animate_portrait
+
+    frames_per_clip = args.frames_per_clip or model.frames_per_clip
+    with StepBar("animate", args.quiet, unit="clip") as bar, tempfile.TemporaryDirectory(dir=out.parent,
+                                                                                        prefix=f".{out.stem}.") as tmp:
+        silent = Path(tmp) / f"pictures{out.suffix}"
+        chunks = animate_portrait(model, frame, box.tolist(), speech, labels, frames_per_clip, args.steps,
+                                  args.guidance, args.seed, args.scheduler, progress=bar.callback())
+
+        def pictures():
+            for chunk in chunks:
+                for picture in chunk:
+                    yield picture.permute(2, 0, 1).to(torch.float32) / 255
+
+        with torch.no_grad():
+            write_video(pictures(), silent, fps=25.0)
+        with staged(out) as target:
+            mux_audio(silent, speech_path, target)  # the file's own sound, not the model's 16 kHz mono
