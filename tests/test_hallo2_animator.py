@@ -178,7 +178,7 @@ def test_animation_refuses_bad_input():
 # -- infer.py animate ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def portrait_and_speech(tiny_portraits, tmp_path_factory) -> tuple[Path, Path, str]:
-    """A held-out portrait (PNG), half a second of 44.1 kHz stereo "speech", and the face box."""
+    """A held-out portrait (PNG), half a second of 44.1 kHz 16-bit stereo "speech", and the face box."""
     import soundfile as sf
 
     from codecgen.datamodules.image import save_image
@@ -189,27 +189,46 @@ def portrait_and_speech(tiny_portraits, tmp_path_factory) -> tuple[Path, Path, s
     sample = data.val_set[0]
     save_image((sample["reference"] + 1) / 2, root / "portrait.png")
     noise = np.random.default_rng(0).standard_normal((22050, 2)).astype(np.float32) * 0.1
-    sf.write(str(root / "speech.wav"), noise, 44100)
+    sf.write(str(root / "speech.wav"), noise, 44100, subtype="PCM_16")
     box = ",".join(f"{v:.0f}" for v in sample["face_box"].tolist())
     return root / "portrait.png", root / "speech.wav", box
 
 
-def test_infer_animate_writes_the_video_with_the_speech(two_stages, portrait_and_speech, tmp_path):
+def _streams(path: Path) -> tuple[list, np.ndarray, int]:
+    """A video file's frames (H, W, 3 uint8) and its sound (samples, channels) with its rate."""
     import av
+
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        sound = np.concatenate([f.to_ndarray().reshape(len(f.layout.channels), -1) if not f.format.is_packed
+                                else f.to_ndarray().reshape(-1, len(f.layout.channels)).T
+                                for f in container.decode(stream)], axis=1).T
+        return frames, sound, stream.rate
+
+
+def test_infer_animate_writes_the_video_with_the_speech(two_stages, portrait_and_speech, tmp_path):
+    import soundfile as sf
 
     from codecgen.cli.parser import infer_main
 
     portrait, speech, box = portrait_and_speech
-    out = tmp_path / "talk.mp4"
-    args = ["animate", "--model", str(two_stages[1]), str(portrait), str(speech), str(out), "--steps", "2",
-            "--face-box", box, "--expression", "happy@0,sad@0.3", "--quiet"]
-    assert infer_main(args) == 0
-    with av.open(str(out)) as container:
-        video, audio = container.streams.video[0], container.streams.audio[0]
-        frames = sum(1 for _ in container.decode(video))
-        assert (video.width, video.height) == (48, 48) and audio.channels == 2 and audio.rate == 44100
-    assert frames == 13  # 0.5 s at 25 fps, rounded up
-    assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"]  # no temporary left behind
+    base = ["animate", "--model", str(two_stages[1]), "--image", str(portrait), "--audio", str(speech),
+            "--steps", "2", "--face-box", box, "--quiet"]
+    assert infer_main([*base, str(tmp_path / "talk.mp4"), "--expression", "happy@0,sad@0.3"]) == 0
+    frames, sound, rate = _streams(tmp_path / "talk.mp4")
+    assert len(frames) == 13 and frames[0].shape == (48, 48, 3)  # 0.5 s at 25 fps, rounded up
+    assert sound.shape[1] == 2 and rate == 44100
+    # .mkv carries the sound losslessly (FLAC): the input's samples exactly, and the same seed the same pictures
+    assert infer_main([*base, str(tmp_path / "talk.mkv")]) == 0
+    assert infer_main([*base, str(tmp_path / "again.mkv")]) == 0
+    frames, sound, rate = _streams(tmp_path / "talk.mkv")
+    source, _ = sf.read(str(speech), dtype="int16")
+    assert len(frames) == 13 and rate == 44100 and np.array_equal(sound.astype(np.int16), source)
+    again, _, _ = _streams(tmp_path / "again.mkv")
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.mkv", "talk.mkv", "talk.mp4"]  # no temporaries
 
 
 def test_infer_animate_refuses_bad_input_with_one_line_and_no_output(two_stages, portrait_and_speech, tmp_path,
@@ -220,34 +239,68 @@ def test_infer_animate_refuses_bad_input_with_one_line_and_no_output(two_stages,
 
     portrait, speech, box = portrait_and_speech
     model = str(two_stages[1])
-    empty = tmp_path / "empty.wav"
+    empty, silent, short = tmp_path / "empty.wav", tmp_path / "silent.wav", tmp_path / "short.wav"
     sf.write(str(empty), np.zeros((0, 1), np.float32), 16000)
+    sf.write(str(silent), np.zeros((16000, 1), np.float32), 16000)
+    sf.write(str(short), np.full((1600, 1), 0.1, np.float32), 16000)
     grey = tmp_path / "grey.png"
     from codecgen.datamodules.image import save_image
 
     save_image(torch.full((3, 64, 64), 0.5), grey)
     existing = tmp_path / "old.mp4"
     existing.write_bytes(b"keep")
+    ok = {"--image": str(portrait), "--audio": str(speech), "--face-box": box}
     cases = [
-        ([str(portrait), str(empty), "a.mp4", "--face-box", box], "no audio"),
-        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--steps", "0"], "--steps"),
-        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--guidance", "-1"], "--guidance"),
-        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--expression", "bored@0"], "unknown expression"),
-        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--expression", "happy@9"], "after the audio"),
-        ([str(portrait), str(speech), "a.avi", "--face-box", box], "unsupported video output"),
-        ([str(grey), str(speech), "a.mp4"], "no face found"),
-        ([str(portrait), str(speech), "a.mp4", "--face-box", "1,2,3"], "four"),
-        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--frames-per-clip", "40"], "frames_per_clip"),
-        ([str(portrait), str(speech), str(existing), "--face-box", box], "exists"),
-        ([str(portrait), str(speech), "a.mp4", "--face-box", box, "--max-seconds", "0.1"], "over --max-seconds"),
+        ({"--audio": str(empty)}, [], "no audio"),
+        ({"--audio": str(silent)}, [], "silent"),
+        ({"--audio": str(short)}, [], "at least 0.2 s"),
+        ({"--audio": str(grey)}, [], "cannot read speech"),
+        ({"--image": str(speech)}, [], "cannot"),
+        ({}, ["--steps", "0"], "--steps"),
+        ({}, ["--guidance", "-1"], "--guidance"),
+        ({}, ["--expression", "bored@0"], "unknown expression"),
+        ({}, ["--expression", "happy@9"], "after the audio"),
+        ({}, ["--max-seconds", "0.1"], "over --max-seconds"),
+        ({}, ["--frames-per-clip", "40"], "frames_per_clip"),
+        ({"--face-box": "1,2,3"}, [], "four"),
+        ({"--face-box": None, "--image": str(grey)}, [], "no face found"),
+        ({}, ["OUT.avi"], "unsupported video output"),
+        ({}, [str(existing)], "exists"),
     ]
-    for extra, message in cases:
-        extra = [str(tmp_path / e) if e.endswith((".mp4", ".avi")) and "/" not in e else e for e in extra]
-        assert infer_main(["animate", "--model", model, *extra, "--quiet"]) == 2, message
+    for changes, extra, message in cases:
+        options = {**ok, **changes}
+        flags = [x for k, v in options.items() if v is not None for x in (k, v)]
+        out = [e for e in extra if e.endswith((".avi", ".mp4"))] or [str(tmp_path / "a.mp4")]
+        extra = [e for e in extra if not e.endswith((".avi", ".mp4"))]
+        out = [str(tmp_path / "a.avi")] if out == ["OUT.avi"] else out
+        assert infer_main(["animate", "--model", model, *flags, *extra, *out, "--quiet"]) == 2, message
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and message in err and "\n" not in err, (message, err)
-    assert infer_main(["animate", "--model", str(two_stages[0]), str(portrait), str(speech),
-                       str(tmp_path / "a.mp4"), "--face-box", box, "--quiet"]) == 2
+    flags = [x for k, v in ok.items() for x in (k, v)]
+    assert infer_main(["animate", "--model", str(two_stages[0]), *flags, str(tmp_path / "a.mp4"), "--quiet"]) == 2
     assert "stage-2" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.wav", "grey.png", "old.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.wav", "grey.png", "old.mp4", "short.wav",
+                                                          "silent.wav"]
     assert existing.read_bytes() == b"keep"
+
+
+def test_portraits_of_any_size_are_framed_around_the_face(tmp_path):
+    from codecgen.cli.animate import FRAME_MARGIN, frame_portrait
+    from codecgen.cli.files import UserError
+    from codecgen.datamodules.image import save_image
+
+    image = torch.zeros(3, 1500, 2000)
+    image[0, 100:500, 1700:2000] = 1.0  # a red "face" at the right edge
+    save_image(image, tmp_path / "big.png")
+    frame, box = frame_portrait(tmp_path / "big.png", "1700,100,2000,500", 48)
+    assert frame.shape == (3, 48, 48) and frame.min() >= -1 and frame.max() <= 1
+    side = 48 / FRAME_MARGIN  # the face's larger side in the frame, centred
+    torch.testing.assert_close(box, torch.tensor([24 - side * 300 / 800, 24 - side / 2, 24 + side * 300 / 800,
+                                                  24 + side / 2]), atol=1e-3, rtol=0)
+    assert frame[0, 24, 24] > 0.9 and frame[1, 24, 24] < -0.9  # the face is at the centre
+    assert frame[0, 24, 47] > 0.9  # past the image's edge: edge-padded, not black
+    save_image(torch.zeros(3, 20, 20), tmp_path / "tiny.png")
+    with pytest.raises(UserError, match="at least"):
+        frame_portrait(tmp_path / "tiny.png", "2,2,12,12", 48)
+    with pytest.raises(UserError, match="outside"):
+        frame_portrait(tmp_path / "tiny.png", "2,2,30,12", 48)

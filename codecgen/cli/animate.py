@@ -2,9 +2,9 @@
 High-Resolution Audio-Driven Portrait Image Animation"): a portrait image and a speech file ->
 a talking-head video with the speech muxed in.
 
-The portrait is framed as the training clips are: a square around the face (detected with
-scikit-image's LBP cascade, or ``--face-box`` in the image's pixels), head and shoulders
-(``square_crop_box``), resized to the model's frame size. The speech is read at any rate and
+The portrait is framed as the training clips are: a square of 1.8 x the face's size centred on
+the face (detected with scikit-image's LBP cascade, or ``--face-box`` in the image's pixels),
+edge-padded where it runs past the image, resized to the model's frame size. The speech is read at any rate and
 channel count, mixed to 16 kHz mono for the model; the output keeps the file's own sound (up
 to two channels). Frames are generated clip by clip and streamed to the encoder, so an hour of
 speech takes the memory of one clip. Every argument is checked before the model loads; the
@@ -23,6 +23,11 @@ from codecgen.cli.files import StepBar, UserError, check_output, staged
 OUTPUTS = (".mp4", ".mkv")
 MAX_STEPS = 1000
 MIN_PORTRAIT_SIDE = 32
+# The side of a frame over the face's larger side: 1.8-2.0 in the portrait corpus (face centred),
+# 1.8 in clips imported by `prepare talking-heads` (square_crop_box).
+FRAME_MARGIN = 1.8
+MIN_SECONDS = 0.2
+SILENCE_RMS = 1e-4  # -80 dBFS: digital silence or a dither floor
 
 
 def _check_args(args) -> None:
@@ -57,17 +62,23 @@ def read_speech(path: Path, max_seconds: float):
     speech = load_audio(path, 16000)[0]
     if not torch.isfinite(speech).all():
         raise UserError(f"speech {path} has NaN or infinite samples")
+    if speech.shape[0] < MIN_SECONDS * 16000:
+        raise UserError(f"speech {path} lasts {speech.shape[0] / 16000:.3f} s; at least {MIN_SECONDS} s are needed")
+    if float(speech.square().mean().sqrt()) < SILENCE_RMS:
+        raise UserError(f"speech {path} is silent (RMS below {SILENCE_RMS:g})")
     return speech
 
 
 def frame_portrait(path: Path, face_box: str | None, size: int):
-    """The portrait as the model's (3, size, size) frame in [-1, 1] and its face box there."""
+    """The portrait as the model's (3, size, size) frame in [-1, 1] and its face box there: a square
+    of ``FRAME_MARGIN`` x the face's larger side centred on the face (edge-padded past the image)."""
     import numpy as np
     import torch
     import torch.nn.functional as F
 
-    from codecgen.datamodules.face_detect import check_face_box, detect_face, parse_face_box, square_crop_box
+    from codecgen.datamodules.face_detect import check_face_box, detect_face, parse_face_box
     from codecgen.datamodules.image import load_image
+    from codecgen.nn.face_crop import crop_face
 
     image, _ = load_image(path)
     h, w = image.shape[-2:]
@@ -80,15 +91,20 @@ def frame_portrait(path: Path, face_box: str | None, size: int):
         if found is None:
             raise UserError(f"no face found in {path}; pass --face-box x0,y0,x1,y1 (pixels)")
         box = check_face_box(found)
-    x0, y0, x1, y1 = square_crop_box(box, w, h)
-    if x1 - x0 < MIN_PORTRAIT_SIDE:
-        raise UserError(f"the portrait's face crop is {x1 - x0} px; at least {MIN_PORTRAIT_SIDE} px are needed")
-    crop = image[:, y0:y1, x0:x1][None]
-    frame = F.interpolate(crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
-    scale = size / (x1 - x0)
-    inside = [(box[0] - x0) * scale, (box[1] - y0) * scale, (box[2] - x0) * scale, (box[3] - y0) * scale]
-    inside = [min(max(v, 0.0), float(size)) for v in inside]
-    return (frame.clamp(0, 1) * 2 - 1), torch.tensor(inside)
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * FRAME_MARGIN
+    if side < MIN_PORTRAIT_SIDE:
+        raise UserError(f"the face in {path} is {max(x1 - x0, y1 - y0):.0f} px; at least "
+                        f"{MIN_PORTRAIT_SIDE / FRAME_MARGIN:.0f} px are needed")
+    if side > 2 * size:  # shrink with antialiasing first: the crop's bilinear sampling would alias
+        factor = 2 * size / side
+        image = F.interpolate(image[None], scale_factor=factor, mode="bilinear", antialias=True)[0]
+        box, side = tuple(v * factor for v in box), side * factor
+        x0, y0, x1, y1 = box
+    frame = crop_face(image * 2 - 1, box, size, margin=FRAME_MARGIN).clamp(-1, 1)
+    left, top, scale = (x0 + x1 - side) / 2, (y0 + y1 - side) / 2, size / side
+    inside = torch.tensor([(x0 - left) * scale, (y0 - top) * scale, (x1 - left) * scale, (y1 - top) * scale])
+    return frame, inside
 
 
 def _load_animator(name: str, device: str):
@@ -104,7 +120,7 @@ def _load_animator(name: str, device: str):
 def cmd_animate(args) -> int:
     from codecgen.nn.expression_text import parse_expression_schedule
 
-    portrait, speech_path, out = Path(args.portrait), Path(args.speech), Path(args.output)
+    portrait, speech_path, out = Path(args.image), Path(args.audio), Path(args.output)
     if out.suffix.lower() not in OUTPUTS:
         raise UserError(f"unsupported video output {out.suffix or '(none)'!r} for {out}: use one of "
                         f"{', '.join(OUTPUTS)}")
@@ -141,7 +157,8 @@ def _render(model, frame, box, speech, labels, speech_path: Path, out: Path, arg
                                                                                         prefix=f".{out.stem}.") as tmp:
         silent = Path(tmp) / f"pictures{out.suffix}"
         chunks = animate_portrait(model, frame, box.tolist(), speech, labels, frames_per_clip, args.steps,
-                                  args.guidance, args.seed, args.scheduler, progress=bar.callback())
+                                  args.guidance, args.seed, args.scheduler, augment=args.augment,
+                                  progress=bar.callback())
 
         def pictures():
             for chunk in chunks:

@@ -76,9 +76,9 @@ EXAMPLES = {
     "generate": """\
   python infer.py generate --model runs/.../last.ckpt --size 256x256 --size 640x480 --num 4 --seed 0 samples/""",
     "animate": """\
-  python infer.py animate --model runs/.../last.ckpt portrait.png speech.wav talk.mp4
-  python infer.py animate --model runs/.../last.ckpt me.jpg talk.flac talk.mkv --expression 'happy@0,sad@0:05' \\
-      --face-box 120,80,260,240 --steps 25 --guidance 3.5 --seed 1""",
+  python infer.py animate --model runs/.../last.ckpt --image portrait.png --audio speech.wav talk.mp4
+  python infer.py animate --model runs/.../last.ckpt --image me.jpg --audio talk.flac talk.mkv \\
+      --expression 'happy@0,sad@0:05' --face-box 120,80,260,240 --steps 25 --guidance 3.5 --seed 1""",
     "info": "  python infer.py info speech.cgc",
     "export": "  python infer.py export runs/.../last.ckpt my_codec/ [--half]",
     "fit-prior": "  python infer.py fit-prior --model my_codec/ data/speech/train my_codec_prior/",
@@ -330,9 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     o = _add(sub, "animate", ANIMATE_NOTE)
     _model(o, True, "a Hallo2 animation model (stage 2): a .ckpt, an exported folder or a shipped name")
     _common(o)
-    o.add(None, "portrait", metavar="PORTRAIT", help="image with one face (png/jpg/webp/bmp/tiff)")
-    o.add(None, "speech", metavar="SPEECH", help="speech audio (wav/flac/ogg/mp3; any rate and channels)")
-    o.add(None, "output", metavar="OUT", help=".mp4 (H.264 + AAC) or .mkv (FFV1 + FLAC)")
+    o.add(None, "--image", required=True, help="the portrait: an image with one face (png/jpg/webp/bmp/tiff)")
+    o.add(None, "--audio", required=True, help="the speech (wav/flac/ogg/mp3; any rate and channels)")
+    o.add(None, "output", metavar="OUT", help=".mp4 (H.264 + AAC) or .mkv (FFV1 + FLAC: the sound bit-exact)")
     o.add(None, "--face-box", default=None, help="x0,y0,x1,y1 of the face in the portrait's pixels "
                                                   "(default: found by a face detector)")
     o.add(None, "--expression", default=None,
@@ -347,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add(None, "--seed", type=int, default=0, group=g, help="the same seed gives the same video (default: 0)")
     o.add(None, "--frames-per-clip", type=int, default=None, group=g,
           help="frames denoised together (default: the model's)")
+    o.add(None, "--augment", choices=("patch", "pixel", "none"), default=None, group=g,
+          help="how the motion frames are corrupted before each clip, besides the schedule's noise: the model's "
+               "training mode by default, as the authors' inference does")
     o.add(None, "--max-seconds", type=float, default=3600.0, help="refuse longer speech (default: 3600)")
     o.done("codecgen.cli.animate:cmd_animate")
 
