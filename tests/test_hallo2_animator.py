@@ -304,3 +304,22 @@ def test_portraits_of_any_size_are_framed_around_the_face(tmp_path):
         frame_portrait(tmp_path / "tiny.png", "2,2,12,12", 48)
     with pytest.raises(UserError, match="outside"):
         frame_portrait(tmp_path / "tiny.png", "2,2,30,12", 48)
+
+
+def test_infer_animate_upscale_pastes_the_restored_face_into_larger_frames(two_stages, portrait_and_speech,
+                                                                           tmp_path, capsys):
+    from codecgen.cli.parser import infer_main
+
+    spec = yaml.safe_load(open(ROOT / "configs" / "hallo2" / "restorer_tiny.yaml"))["model"]
+    build(spec).export(tmp_path / "restorer")  # untrained: the command's path is what is tested
+    portrait, speech, box = portrait_and_speech
+    base = ["animate", "--model", str(two_stages[1]), "--image", str(portrait), "--audio", str(speech),
+            "--steps", "1", "--face-box", box, "--quiet", "--upscale"]
+    assert infer_main([*base, "--restorer", str(tmp_path / "restorer"), str(tmp_path / "big.mp4")]) == 0
+    frames, _, _ = _streams(tmp_path / "big.mp4")
+    assert len(frames) == 13 and frames[0].shape == (96, 96, 3)
+    assert infer_main([*base, str(tmp_path / "none.mp4")]) == 2
+    assert "--upscale needs --restorer" in capsys.readouterr().err
+    assert infer_main([*base, "--restorer", str(two_stages[1]), str(tmp_path / "none.mp4")]) == 2
+    assert "not a Hallo2 face restorer" in capsys.readouterr().err
+    assert not (tmp_path / "none.mp4").exists()

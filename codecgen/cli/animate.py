@@ -4,10 +4,12 @@ a talking-head video with the speech muxed in.
 
 The portrait is framed as the training clips are: a square of 1.8 x the face's size centred on
 the face (detected with scikit-image's LBP cascade, or ``--face-box`` in the image's pixels),
-edge-padded where it runs past the image, resized to the model's frame size. The speech is read at any rate and
-channel count, mixed to 16 kHz mono for the model; the output keeps the file's own sound (up
-to two channels). Frames are generated clip by clip and streamed to the encoder, so an hour of
-speech takes the memory of one clip. Every argument is checked before the model loads; the
+edge-padded where it runs past the image, resized to the model's frame size. The speech is read
+at any rate and channel count, mixed to 16 kHz mono for the model; the output keeps the file's
+own sound (up to two channels). Frames are generated clip by clip and streamed to the encoder,
+so an hour of speech takes the memory of one clip. ``--upscale`` enlarges each clip ``scale``
+times with a face restorer (``--restorer``: Hallo2's high-resolution stage,
+``generators.hallo2.face_restorer``). Every argument is checked before the model loads; the
 video is written under a temporary name and renamed into place at the end, so a failure leaves
 no partial output and an existing file untouched.
 """
@@ -133,6 +135,7 @@ def cmd_animate(args) -> int:
     seconds = speech.shape[0] / 16000
     labels = parse_expression_schedule(args.expression, seconds) if args.expression else None
     model = _load_animator(args.model, args.device)
+    restorer = _load_restorer(args.restorer, args.device) if args.upscale else None
     size = model.frame_size
     frame, box = frame_portrait(portrait, args.face_box, size)
     if labels is not None:
@@ -140,13 +143,27 @@ def cmd_animate(args) -> int:
 
         total, _ = clip_count(speech.shape[0], 1)
         labels = (labels + [labels[-1]] * total)[:total]
-    _render(model, frame, box, speech, labels, speech_path, out, args)
+    _render(model, restorer, frame, box, speech, labels, speech_path, out, args)
     if not args.quiet:
-        print(f"{out}: {seconds:.2f} s at 25 fps, {size}x{size}, with the sound of {speech_path.name}")
+        side = size * (restorer.scale if restorer is not None else 1)
+        print(f"{out}: {seconds:.2f} s at 25 fps, {side}x{side}, with the sound of {speech_path.name}")
     return 0
 
 
-def _render(model, frame, box, speech, labels, speech_path: Path, out: Path, args) -> None:
+def _load_restorer(name: str | None, device: str):
+    from codecgen.cli.models import load_model
+    from codecgen.generators.hallo2.face_restorer import FaceRestorer
+
+    if name is None:
+        raise UserError("--upscale needs --restorer: a trained Hallo2 face restorer "
+                        "(train.py with configs/hallo2/restorer_*)")
+    model = load_model(name, None, device)
+    if not isinstance(model, FaceRestorer):
+        raise UserError(f"{name} is not a Hallo2 face restorer (a FaceRestorer)")
+    return model.eval()
+
+
+def _render(model, restorer, frame, box, speech, labels, speech_path: Path, out: Path, args) -> None:
     import torch
 
     from codecgen.datamodules.video import mux_audio, write_video
@@ -162,6 +179,8 @@ def _render(model, frame, box, speech, labels, speech_path: Path, out: Path, arg
 
         def pictures():
             for chunk in chunks:
+                if restorer is not None:
+                    chunk = restorer.enhance(chunk, box.tolist())
                 for picture in chunk:
                     yield picture.permute(2, 0, 1).to(torch.float32) / 255
 

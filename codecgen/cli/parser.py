@@ -350,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add(None, "--augment", choices=("patch", "pixel", "none"), default=None, group=g,
           help="how the motion frames are corrupted before each clip, besides the schedule's noise: the model's "
                "training mode by default, as the authors' inference does")
+    o.add(None, "--upscale", action="store_true",
+          help="enlarge the video with Hallo2's high-resolution stage: the face restored by --restorer")
+    o.add(None, "--restorer", default=None, help="a trained face restorer (FaceRestorer) for --upscale")
     o.add(None, "--max-seconds", type=float, default=3600.0, help="refuse longer speech (default: 3600)")
     o.done("codecgen.cli.animate:cmd_animate")
 

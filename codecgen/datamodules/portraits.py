@@ -346,10 +346,11 @@ class PortraitFaces(Dataset):
     """Face crops of clips with their identity's index within ``clips`` (see the module docstring)."""
 
     def __init__(self, clips: list[Path], size: int, random_frames: bool, per_clip: int = 4,
-                 length: int | None = None, cache_bytes: int = 0) -> None:
+                 length: int | None = None, cache_bytes: int = 0, faces_only: bool = False) -> None:
         if not clips:
             raise ValueError("PortraitFaces needs at least one clip")
         self.clips, self.size, self.random_frames, self.per_clip = clips, size, random_frames, per_clip
+        self.faces_only = faces_only
         self.metas = [read_clip_meta(c) for c in clips]
         names = sorted({m.identity for m in self.metas})
         self.identities = {n: i for i, n in enumerate(names)}
@@ -368,7 +369,7 @@ class PortraitFaces(Dataset):
             self._boxes[k] = tracks["face_box"] if tracks is not None else self.metas[k].face_box
         return self._boxes[k]
 
-    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor] | torch.Tensor:
         index, generator = split_draw(index)
         if self.random_frames:
             k = index % len(self.clips)
@@ -382,7 +383,10 @@ class PortraitFaces(Dataset):
         boxes = self.boxes(k)
         box = boxes[t] if isinstance(boxes, np.ndarray) else boxes
         frame = self.cache.frames(clip, t, t + 1, None)[0]
-        return {"face": crop_face(frame, box, self.size, jitter=jitter),
+        face = crop_face(frame, box, self.size, jitter=jitter)
+        if self.faces_only:
+            return face.clamp(-1, 1)
+        return {"face": face,
                 "identity": torch.tensor(self.identities[meta.identity])}
 
 
@@ -396,12 +400,15 @@ class PortraitFaceDataModule(SplitDataModule):
         samples_per_epoch: training crops per epoch (default: one per clip).
         val_per_clip: fixed crops per held-out clip.
         cache_gib: decoded clips kept per loader worker (``ClipFrameCache``; 0: decode each time).
+        faces_only: batches are the crops alone, (B, 3, size, size) in [-1, 1], as the image models
+            (the face VQGAN of Hallo2's high-resolution stage) take them.
     """
 
     item_name = "faces"
 
     def __init__(self, root: str = "data/portraits", size: int = 64, batch_size: int = 32, num_workers: int = 0,
-                 samples_per_epoch: int | None = None, val_per_clip: int = 4, cache_gib: float = 2.0) -> None:
+                 samples_per_epoch: int | None = None, val_per_clip: int = 4, cache_gib: float = 2.0,
+                 faces_only: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         if not 8 <= size <= 1024 or batch_size < 1 or val_per_clip < 1:
@@ -416,5 +423,7 @@ class PortraitFaceDataModule(SplitDataModule):
         train, val = _split_clips(self.root)
         h = self.hparams
         cache = int(h.cache_gib * 2**30)
-        self.train_set = PortraitFaces(train, h.size, True, length=h.samples_per_epoch, cache_bytes=cache)
-        self.val_set = PortraitFaces(val, h.size, False, per_clip=h.val_per_clip, cache_bytes=cache // 4)
+        self.train_set = PortraitFaces(train, h.size, True, length=h.samples_per_epoch, cache_bytes=cache,
+                                       faces_only=h.faces_only)
+        self.val_set = PortraitFaces(val, h.size, False, per_clip=h.val_per_clip, cache_bytes=cache // 4,
+                                     faces_only=h.faces_only)

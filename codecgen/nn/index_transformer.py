@@ -164,3 +164,65 @@ class MaskedIndexTransformer(nn.Module):
     def probabilities(self, codes: Tensor, hidden: Tensor, level: int) -> Tensor:
         """Softmax (B, H, W, K) in float64 for positions ``hidden`` given the rest."""
         return self(codes, hidden, level).double().softmax(-1)
+
+
+class _TemporalAttention(nn.Module):
+    """Pre-norm self-attention across the frames of a clip at each grid position, with a learned
+    frame embedding; its output projection starts at zero, so it begins as the identity."""
+
+    def __init__(self, dim: int, heads: int, max_frames: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.frame_embed = nn.Parameter(torch.randn(max_frames, dim) * 0.02)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor, frames: int) -> Tensor:
+        """x (B x F, L, dim), frame-major within a clip -> the same shape."""
+        n, length, dim = x.shape
+        seq = x.view(n // frames, frames, length, dim).transpose(1, 2).reshape(-1, frames, dim)
+        h = self.norm(seq) + self.frame_embed[:frames]
+        out, _ = self.attention(h, h, h, need_weights=False)
+        seq = seq + self.out(out)
+        return seq.view(n // frames, length, frames, dim).transpose(1, 2).reshape(n, length, dim)
+
+
+@configurable
+class TemporalIndexTransformer(MaskedIndexTransformer):
+    """Code prediction for face restoration (CodeFormer: Zhou et al. 2022, "Towards Robust Blind
+    Face Restoration with Codebook Lookup Transformer") with Hallo2's temporal alignment (Cui et al.
+    2024): the trunk of :class:`MaskedIndexTransformer` (one codebook) fed with a degraded face's
+    encoder features instead of index embeddings, predicting the clean face's code indices, with a
+    temporal attention across the F frames of a clip after every spatial layer. The temporal layers
+    start as the identity, so a trained single-image predictor is unchanged until they train.
+
+    Args:
+        codebook_size: the VQGAN's codebook; feature_dim: the features' channels (its embedding dim).
+        dim, depth, heads, mlp_ratio, dropout, max_grid: the trunk's; max_frames: longest clip.
+    """
+
+    def __init__(self, codebook_size: int = 1024, feature_dim: int = 256, dim: int = 256, depth: int = 6,
+                 heads: int = 8, mlp_ratio: float = 4.0, dropout: float = 0.0, max_grid: int = 32,
+                 max_frames: int = 32):
+        super().__init__((codebook_size,), dim, depth, heads, mlp_ratio, dropout, max_grid)
+        self.feature_proj = nn.Linear(feature_dim, dim)
+        self.temporal = nn.ModuleList(_TemporalAttention(dim, heads, max_frames) for _ in range(depth))
+        self.max_frames = max_frames
+
+    def temporal_parameters(self) -> list[nn.Parameter]:
+        return list(self.temporal.parameters())
+
+    def predict(self, features: Tensor) -> Tensor:
+        """features (B, F, C, h, w) of F consecutive frames -> logits (B, F, h, w, K)."""
+        if features.ndim != 5:
+            raise ValueError(f"features must be (B, F, C, h, w), got {tuple(features.shape)}")
+        b, f, c, h, w = features.shape
+        if h > self.max_grid or w > self.max_grid or f > self.max_frames:
+            raise ValueError(f"{f} frames of {h}x{w} exceed max_frames {self.max_frames} / max_grid {self.max_grid}")
+        x = self.feature_proj(features.flatten(0, 1).flatten(2).transpose(1, 2))  # (B F, h w, dim)
+        x = x + (self.row_embed[:h, None] + self.col_embed[None, :w]).reshape(h * w, -1)
+        for spatial, temporal in zip(self.trunk.layers, self.temporal):
+            x = temporal(spatial(x), f)
+        return self.heads[0](self.norm(x)).view(b, f, h, w, -1)
