@@ -135,7 +135,8 @@ class PortraitAnimator(Generator):
         reference_dropout: share of training samples whose reference is zeroed.
         frames_per_clip: the clip length F the model samples by default (the authors: 16).
         vae_ckpt, audio_ckpt, identity_ckpt: trained stages that seed a fresh run.
-        init_from: a trained PortraitAnimator (stage 1) whose weights start a fresh run (stage 2).
+        init_from: a trained PortraitAnimator (stage 1) whose weights start a fresh run (stage 2); a
+            ``*_ckpt`` given with it replaces that part.
         Others: as ``Generator``.
     """
 
@@ -384,11 +385,12 @@ class PortraitAnimator(Generator):
             if unexpected or [k for k in missing if k.startswith(self.inference_modules)]:
                 raise ValueError(f"init_from {self.init_from} does not fit this model: "
                                  f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+            self._load_stages(hub, only_given=True)  # a stage given as well replaces the one init_from brought
             return
         self._load_stages(hub)
         self._measure_scale = True
 
-    def _load_stages(self, hub) -> None:
+    def _load_stages(self, hub, only_given: bool = False) -> None:
         from codecgen.generators.hallo2.audio_encoder import PhonemePretraining
         from codecgen.generators.hallo2.frame_vae import FrameVAE
         from codecgen.generators.hallo2.identity import IdentityPretraining
@@ -399,7 +401,7 @@ class PortraitAnimator(Generator):
                 (self.identity_ckpt, IdentityPretraining, "embedder", self.face_embedder, "identity_ckpt")):
             if path:
                 hub.load_stage_weights(target, path, owner, role, self.device, part=part)
-            else:
+            elif not only_given:
                 rank_zero_warn(f"{role} is not set: the animation model trains on an UNTRAINED {part}")
 
     # -- sampling -------------------------------------------------------------------------
