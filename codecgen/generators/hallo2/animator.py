@@ -89,7 +89,18 @@ def box_region(boxes: Tensor, size: int, part: tuple[float, float, float, float]
 
 class AnimationPipeline(GeneratorPipeline):
     """Samples one clip: ``pipe(reference, face_box, motion, labels, audio, num_steps=, seed=,
-    guidance=)`` with the inputs of ``PortraitAnimator.condition`` -> latents (B, C, F, h, w)."""
+    guidance=)`` with the inputs of ``PortraitAnimator.condition`` -> latents (B, C, F, h, w).
+    The reference net runs once a clip: it sees t = 0 only, so its features serve every step."""
+
+    def __init__(self, model, scheduler):
+        super().__init__(model, scheduler)
+        self._prepared = None
+
+    def denoise(self, x_t: Tensor, t: Tensor, cond: Any) -> Tensor:
+        if self._prepared is not cond:
+            self.model.prepare_condition(cond, x_t.shape[2])
+            self._prepared = cond
+        return self.model.denoise_prepared(x_t, t, cond)
 
     def prepare(self, reference: Tensor, face_box: Tensor, motion: Tensor, labels: Tensor,
                 audio: Tensor | None) -> tuple[dict[str, Tensor], tuple[int, ...]]:
@@ -191,7 +202,6 @@ class PortraitAnimator(Generator):
         self.init_from = init_from
         self.register_buffer("latent_scale", torch.ones(()))
         self._measure_scale = False
-        self._conditioned: Any = None
         self._set_trainable()
         if ema_decay is not None:
             from codecgen.nn.ema import EMA
@@ -348,11 +358,12 @@ class PortraitAnimator(Generator):
             self.audio_context.set(None)
 
     def denoise(self, x_t: Tensor, t: Tensor, cond: dict[str, Tensor]) -> Tensor:
-        """x_t (B, C, F, h, w); the reference net runs once per condition object (it sees t = 0
-        only, so its features serve every sampling step of one clip)."""
-        if self._conditioned is not cond or self.training:
-            self.prepare_condition(cond, x_t.shape[2])
-            self._conditioned = None if self.training else cond
+        """x_t (B, C, F, h, w): the reference net on ``cond``, then the denoiser."""
+        self.prepare_condition(cond, x_t.shape[2])
+        return self.denoise_prepared(x_t, t, cond)
+
+    def denoise_prepared(self, x_t: Tensor, t: Tensor, cond: dict[str, Tensor]) -> Tensor:
+        """The denoiser alone, with the hooks ``prepare_condition`` set for ``cond``."""
         frames = x_t.shape[2]
         labels = cond["labels"]
         if labels.shape[1] != frames:
