@@ -18,6 +18,18 @@ test compare a re-encode with the stored file.
     ... make_golden.py --new-sources                  # also regenerate the sources (needs espeak-ng, scikit-image)
     ... make_golden.py --out DIR                      # write somewhere else (sources are copied from here)
     ... make_golden.py --legacy-from DIR              # keep DIR's files that differ as legacy_*.cgc (decode-only)
+    ... make_golden.py --add-platform                 # this CPU computes other bits: record its own hashes
+
+Other CPUs. Float kernels differ between CPUs (AVX2 against AVX-512 builds of oneDNN / MKL),
+and with them a decoded sample or a fitted weight. :func:`kernel_fingerprint` hashes what a
+fixed set of the kernels the codecs run (1-D and 2-D convolutions, transposed convolutions,
+matrix products, the usual activations and norms, at odd sizes) computes on fixed inputs.
+``--add-platform`` decodes every pinned file and re-encodes every source on this machine and
+records the digests under ``platforms[<its fingerprint>]``; the test compares against them on
+a machine with that fingerprint, and against the pinned ones otherwise. The files themselves
+are never changed: a new platform only adds what it computes from them. The manifest made
+before fingerprints existed has none for its own platform: a machine whose fingerprint is not
+recorded is held to the pinned values.
 
 How the files were checked against the code before the restructuring (commit bf93a47):
 
@@ -156,6 +168,50 @@ def digest(kind: str, output: Path) -> dict:
             "dtype": str(array.dtype), **extra}
 
 
+def kernel_fingerprint() -> str:
+    """16 hex digits: the bits a fixed set of float kernels computes here (module docstring)."""
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    wave, image = torch.randn(2, 16, 997, generator=g), torch.randn(2, 8, 37, 41, generator=g)
+    a = F.conv1d(wave, torch.randn(32, 16, 7, generator=g), padding=3)
+    t = F.conv_transpose1d(a, torch.randn(32, 8, 10, generator=g), stride=5)
+    b = F.conv2d(image, torch.randn(16, 8, 3, 3, generator=g), padding=1)
+    u = F.conv_transpose2d(b, torch.randn(16, 4, 4, 4, generator=g), stride=2)
+    m = torch.randn(129, 257, generator=g) @ torch.randn(257, 65, generator=g)
+    lstm = torch.nn.LSTM(16, 24, batch_first=True)
+    with torch.no_grad():
+        for weight in lstm.parameters():
+            weight.copy_(torch.randn(weight.shape, generator=g) * 0.2)
+        r = lstm(wave.transpose(1, 2)[:, :50])[0]
+    parts = [a, t, b, u, m, r, torch.tanh(a), torch.sin(t), torch.exp(m / 100), F.gelu(b), F.silu(u),
+             torch.softmax(m, -1), F.layer_norm(m, (65,)), F.group_norm(b, 4),
+             F.interpolate(image, scale_factor=2.5, mode="bicubic", align_corners=False)]
+    return hashlib.sha256(b"".join(p.detach().contiguous().numpy().tobytes() for p in parts)).hexdigest()[:16]
+
+
+def add_platform(out: Path) -> dict:
+    """Record this machine's digests of the pinned files under ``platforms[<fingerprint>]``."""
+    manifest = json.loads((out / MANIFEST).read_text())
+    record = {"platform": platform_note(), "entries": {}, "legacy": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, entry in manifest["entries"].items():
+            first = encode(name, out / entry["source"], tmp / f"{name}.cgc")
+            second = encode(name, out / entry["source"], tmp / f"{name}.again.cgc")
+            record["entries"][name] = {"bytes": len(first), "cgc_sha256": hashlib.sha256(first).hexdigest(),
+                                       "reencode": first == second,
+                                       "decoded": decode(entry["kind"], entry["model"], out / entry["cgc"], tmp)}
+            print(f"{name}: decoded {record['entries'][name]['decoded']['sha256'][:12]}, re-encode "
+                  f"{'identical' if first == second else 'DIFFERS'}")
+        for name, entry in manifest["legacy"].items():
+            record["legacy"][name] = {"decoded": decode(entry["kind"], entry["model"], out / entry["cgc"], tmp)}
+    manifest.setdefault("platforms", {})[record["platform"]["kernels"]] = record
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
 def platform_note() -> dict:
     """Where the files were made, and with which code (the commit of the imported codecgen)."""
     import subprocess
@@ -165,7 +221,8 @@ def platform_note() -> dict:
     root = Path(codecgen.__file__).resolve().parent.parent
     commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return {"machine": platform.machine(), "system": platform.system(), "python": platform.python_version(),
-            "torch": torch.__version__, "threads": 1, "code": commit.stdout.strip() or "unknown"}
+            "torch": torch.__version__, "threads": 1, "code": commit.stdout.strip() or "unknown",
+            "kernels": kernel_fingerprint()}
 
 
 # ----------------------------------------------------------------------------- the folder
@@ -218,9 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-sources", action="store_true", help="regenerate the sources instead of reusing them")
     parser.add_argument("--legacy-from", type=Path, default=None,
                         help="a folder this script wrote with older code: its files that differ become legacy_*.cgc")
+    parser.add_argument("--add-platform", action="store_true",
+                        help="only record this machine's digests of the pinned files (another CPU's kernels)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = args.out.resolve()
+    if args.add_platform:
+        add_platform(out)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     if args.new_sources:
         make_sources(out)
