@@ -90,6 +90,26 @@ def test_stage2_learns_a_fixed_batch_and_its_audio_starts_silent(tiny_portraits)
         assert (model.denoise(x0, t, cond) - model.denoise(x0, t, silent)).abs().max() > 1e-4
 
 
+def test_stage1_learns_single_frames_of_a_fixed_batch(tiny_portraits):
+    torch.manual_seed(0)
+    model = tiny_animator(1).eval()  # fixed draws: no reference dropout
+    batch = clip_batch(tiny_portraits, frames=1, batch_size=4)
+    x0, cond = model.latents_and_condition(batch)
+    assert x0.shape[1:] == (4, 1, 12, 12) and "audio" not in cond and cond["reference"].shape[1] == 1
+    noise, t = torch.randn_like(x0), torch.tensor([100, 400, 700, 900])[: len(x0)]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(30):
+        x0, cond = model.latents_and_condition(batch)  # the identity projection and labels are in the graph
+        loss = model.denoising_loss(x0, cond, noise, t)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+    assert model.label_encoder.embed.weight.grad is not None  # the labels' encoder trains in stage 1
+
+
 def test_guidance_drops_speech_identity_and_labels_but_keeps_the_reference(tiny_portraits):
     model = tiny_animator(2).eval()
     with torch.no_grad():
