@@ -21,10 +21,12 @@ mouth opening and expression (SyncNet's and an expression network's weights do n
    between face embeddings (the model's own identity encoder). Per clip means; the slope of each
    against the clip index (least squares): how fast the video drifts.
 2. Lip sync proxy: each of ``--sync-clips`` held-out clips animated from its own first frame with
-   its own speech; the probe's jaw opening of the generated frames against the clip's true jaw
-   track (visemes), Pearson r. Bounds in the same run: the real frames (probe on the ground truth),
-   the same portrait driven by another clip's speech (shuffled audio; ~0 if sync is real), and the
-   still portrait (the classical anchor: no motion, r undefined, shown as 0).
+   its own speech; the mouth opening of the generated frames against the clip's true jaw track
+   (visemes), Pearson r, read two ways: by the probe (the corpus-trained regressor) and by a
+   classical, training-free reading, the share of dark pixels in the lip region (an open mouth
+   shows its dark inside; ``dark_mouth``). Bounds in the same run: the real frames (each reader
+   on the ground truth: how far it can be trusted), the same portrait driven by another clip's
+   speech (shuffled audio; ~0 if sync is real), and the still portrait (no motion: r = 0).
 3. Expression control: ``--expression-clips`` held-out portraits, each asked for a label other than
    its own (cycling over the other four); accuracy of the probe's majority label over the clip
    (chance 20 %), next to the probe's accuracy on real held-out frames and on the still portraits.
@@ -121,6 +123,17 @@ def slope(values: list[float]) -> float:
     return float(np.polyfit(x, np.asarray(values, np.float64), 1)[0]) if len(values) > 1 else float("nan")
 
 
+def dark_mouth(frames: torch.Tensor, boxes: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] and (N, 4) face boxes -> (N,): the share of the lip region darker
+    than the face's median luminance by 0.35 (an open mouth's inside); r = 0.67 with the true jaw
+    track over 12 held-out clips of the corpus at 96 px."""
+    size = frames.shape[-1]
+    lips, face = box_region(boxes, size, LIP_REGION).bool(), box_region(boxes, size).bool()
+    luminance = frames.mean(1)
+    return np.array([float((luminance[i][lips[i]] < luminance[i][face[i]].median() - 0.35).float().mean())
+                     for i in range(len(frames))])
+
+
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.std() < 1e-9 or b.std() < 1e-9:
@@ -169,8 +182,10 @@ def lip_sync(model, probe, data: HeldOut, args) -> dict:
         jaw = tracks["visemes"][:, 0]
         portrait, box = data.frames(k, 0, 1)[0], data.box(k)
         real = data.frames(k)
+        real_boxes = torch.from_numpy(tracks["face_box"] * data.scale(k)).float()
         with torch.no_grad():
-            real_jaw = probe(real, torch.from_numpy(tracks["face_box"] * data.scale(k)).float())[0].numpy()
+            real_jaw = probe(real, real_boxes)[0].numpy()
+        real_dark = dark_mouth(real, real_boxes)
         t0 = time.perf_counter()
         made = video(model, portrait, box, data.speech(k), args)
         seconds += time.perf_counter() - t0
@@ -181,12 +196,16 @@ def lip_sync(model, probe, data: HeldOut, args) -> dict:
         boxes = torch.tensor([box]).expand(len(made), 4)
         with torch.no_grad():
             made_jaw, shuffled_jaw = probe(made, boxes)[0].numpy(), probe(shuffled, boxes)[0].numpy()
+        made_dark, shuffled_dark = dark_mouth(made, boxes), dark_mouth(shuffled, boxes)
         m = min(len(jaw), len(made_jaw))
         rows.append({"clip": data.clips[k].name, "frames": m, "generated": pearson(made_jaw[:m], jaw[:m]),
                      "shuffled_audio": pearson(shuffled_jaw[:m], jaw[:m]), "ground_truth": pearson(real_jaw, jaw),
-                     "still_portrait": 0.0})
-    mean = {key: float(np.mean([r[key] for r in rows])) for key in ("generated", "shuffled_audio", "ground_truth",
-                                                                     "still_portrait")}
+                     "still_portrait": 0.0, "dark_generated": pearson(made_dark[:m], jaw[:m]),
+                     "dark_shuffled_audio": pearson(shuffled_dark[:m], jaw[:m]),
+                     "dark_ground_truth": pearson(real_dark, jaw)})
+    keys = ("generated", "shuffled_audio", "ground_truth", "still_portrait", "dark_generated", "dark_shuffled_audio",
+            "dark_ground_truth")
+    mean = {key: float(np.mean([r[key] for r in rows])) for key in keys}
     return {"clips": rows, "mean": mean, "seconds_per_frame": seconds / max(frames_made, 1)}
 
 
@@ -252,9 +271,11 @@ def goals(run: dict) -> list[list[str]]:
         out.append(["drift slope with patch-drop + noise <= half of none's", "needs --models patch=.. none=..",
                     "not measured"])
     sync = run["lip_sync"]["mean"]
-    out.append(["mouth-opening correlation >= 0.5 (shuffled audio ~0)",
-                f"{sync['generated']:.2f} (shuffled {sync['shuffled_audio']:.2f})",
-                "met" if sync["generated"] >= 0.5 and abs(sync["shuffled_audio"]) < 0.2 else "not met"])
+    for name, prefix in (("probe", ""), ("dark-mouth reading", "dark_")):
+        got, shuffled, truth = (sync[prefix + k] for k in ("generated", "shuffled_audio", "ground_truth"))
+        out.append([f"mouth-opening correlation >= 0.5, shuffled audio ~0 ({name}; on real frames {truth:.2f})",
+                    f"{got:.2f} (shuffled {shuffled:.2f})",
+                    "met" if got >= 0.5 and abs(shuffled) < 0.2 else "not met"])
     acc = run["expression"]["accuracy"]
     out.append(["expression accuracy >= 80 %", f"{100 * acc:.0f} %", "met" if acc >= 0.8 else "not met"])
     mem = [m for m in run["memory"] if m["ok"]]
@@ -281,12 +302,13 @@ def report(args, run: dict) -> str:
                                                for k, p in (("psnr", 2), ("ssim", 3), ("identity", 3)))])
     lines += [table(["trained with", "frames", "face PSNR dB", "face SSIM", "identity cosine"], body), ""]
     sync = run["lip_sync"]
-    lines += ["## Lip sync proxy: jaw opening (probe) vs the true jaw track, Pearson r\n",
-              table(["clip", "frames", "generated", "shuffled audio", "ground truth", "still portrait"],
-                    [[r["clip"], str(r["frames"]), fmt(r["generated"]), fmt(r["shuffled_audio"]),
-                      fmt(r["ground_truth"]), fmt(r["still_portrait"])] for r in sync["clips"]]
-                    + [["mean", "", *(fmt(sync["mean"][k]) for k in ("generated", "shuffled_audio", "ground_truth",
-                                                                     "still_portrait"))]]), ""]
+    keys = ("generated", "shuffled_audio", "ground_truth", "dark_generated", "dark_shuffled_audio",
+            "dark_ground_truth", "still_portrait")
+    lines += ["## Lip sync proxy: mouth opening vs the true jaw track, Pearson r (probe | dark-mouth reading)\n",
+              table(["clip", "frames", "generated", "shuffled audio", "real frames", "generated (dark)",
+                     "shuffled (dark)", "real frames (dark)", "still portrait"],
+                    [[r["clip"], str(r["frames"]), *(fmt(r[k]) for k in keys)] for r in sync["clips"]]
+                    + [["mean", "", *(fmt(sync["mean"][k]) for k in keys)]]), ""]
     e = run["expression"]
     lines += ["## Expression control: the probe's label of clips asked for another expression\n",
               f"Accuracy {100 * e['accuracy']:.0f} % (chance 20 %); still portraits "

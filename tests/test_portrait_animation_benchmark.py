@@ -16,6 +16,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import portrait_animation  # noqa: E402
 
 
+def test_the_dark_mouth_reading_sees_an_open_mouth():
+    import torch
+
+    frames = torch.full((2, 3, 48, 48), 0.4)
+    frames[1, :, 32:38, 20:28] = -0.8  # a dark open mouth in the lower face
+    boxes = torch.tensor([[12.0, 10, 36, 40]]).expand(2, 4)
+    reading = portrait_animation.dark_mouth(frames, boxes)
+    assert reading[0] == 0 and reading[1] > 0.2
+
+
 def test_the_benchmark_runs_every_section(tiny_portraits, tmp_path):
     from codecgen.config import build
 
@@ -36,7 +46,9 @@ def test_the_benchmark_runs_every_section(tiny_portraits, tmp_path):
     assert -1 <= d["identity_first"] <= 1 and 0 < d["ssim_first"] <= 1
     sync = run["lip_sync"]
     assert len(sync["clips"]) == 2 and sync["seconds_per_frame"] > 0
-    assert all(-1 <= c[k] <= 1 for c in sync["clips"] for k in ("generated", "shuffled_audio", "ground_truth"))
+    assert all(-1 <= c[k] <= 1 for c in sync["clips"] for k in ("generated", "shuffled_audio", "ground_truth",
+                                                                "dark_generated", "dark_ground_truth"))
+    assert np.mean([c["dark_ground_truth"] for c in sync["clips"]]) > 0.2  # the classical reading follows real jaws
     assert len(run["expression"]["clips"]) == 2
     assert all(c["asked"] != c["own"] for c in run["expression"]["clips"])
     assert [m["ok"] for m in run["memory"]] == [True, True] and all(m["peak_mib"] > 100 for m in run["memory"])
