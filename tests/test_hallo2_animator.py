@@ -34,6 +34,21 @@ def clip_batch(root: Path, frames: int = 8, batch_size: int = 2) -> dict[str, to
     return next(iter(data.train_dataloader()))
 
 
+def fit_fixed_batch(model: PortraitAnimator, batch: dict, noise: torch.Tensor, t: torch.Tensor,
+                    steps: int = 30) -> list[float]:
+    """AdamW on one batch at fixed noise and timesteps (conditions recomputed each step); the losses."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(steps):
+        x0, cond = model.latents_and_condition(batch)
+        loss = model.denoising_loss(x0, cond, noise, t)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    return losses
+
+
 def test_box_regions_cover_the_box_its_growth_and_the_lips():
     boxes = torch.tensor([[8.0, 8.0, 24.0, 24.0]])
     face = box_region(boxes, 32)
@@ -74,15 +89,7 @@ def test_stage2_learns_a_fixed_batch_and_its_audio_starts_silent(tiny_portraits)
     silent = dict(cond, audio=torch.zeros_like(cond["audio"]))
     with torch.no_grad():  # zero-initialised audio attention: speech has no effect yet
         torch.testing.assert_close(model.denoise(x0, t, cond), model.denoise(x0, t, silent))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    losses = []
-    for _ in range(30):
-        x0, cond = model.latents_and_condition(batch)  # the audio projection is in the graph
-        loss = model.denoising_loss(x0, cond, noise, t)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss))
+    losses = fit_fixed_batch(model, batch, noise, t)  # the audio projection is in the graph
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
     with torch.no_grad():
         x0, cond = model.latents_and_condition(batch)
@@ -97,15 +104,7 @@ def test_stage1_learns_single_frames_of_a_fixed_batch(tiny_portraits):
     x0, cond = model.latents_and_condition(batch)
     assert x0.shape[1:] == (4, 1, 12, 12) and "audio" not in cond and cond["reference"].shape[1] == 1
     noise, t = torch.randn_like(x0), torch.tensor([100, 400, 700, 900])[: len(x0)]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    losses = []
-    for _ in range(30):
-        x0, cond = model.latents_and_condition(batch)  # the identity projection and labels are in the graph
-        loss = model.denoising_loss(x0, cond, noise, t)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss))
+    losses = fit_fixed_batch(model, batch, noise, t)  # the identity projection and labels are in the graph
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
     assert model.label_encoder.embed.weight.grad is not None  # the labels' encoder trains in stage 1
 
