@@ -139,13 +139,17 @@ def test_a_fresh_run_takes_the_frozen_stages_from_their_own_models(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_stages(tiny_portraits, tmp_path_factory) -> tuple[Path, Path]:
-    """Stage 1 (30 steps) then stage 2 from it (10 steps), through train.py: their last checkpoints."""
+    """Stage 1 (30 steps, lowering its held-out loss) then stage 2 from it (10 steps), through
+    train.py: their last checkpoints."""
     root = tmp_path_factory.mktemp("animator")
     rows, first = fit_run(STAGE1_TINY, root / "one", "--data.init_args.root", str(tiny_portraits))
-    assert len(column(rows, "train/loss")) == 30 and column(rows, "val/loss")
+    val = column(rows, "val/loss")  # noise and timesteps fixed per batch: comparable across validations
+    assert len(column(rows, "train/loss")) == 30 and val[-1] < 0.95 * val[0]
     rows, last = fit_run(STAGE2_TINY, root / "two", "--data.init_args.root", str(tiny_portraits),
                          "--model.init_args.init_from", str(first), "--trainer.max_steps", "10")
-    assert len(column(rows, "train/loss")) == 10
+    # stage 2 trains zero-initialised parts only: 10 steps move its held-out loss too little to
+    # show; it learns in test_stage2_learns_a_fixed_batch_and_its_audio_starts_silent
+    assert len(column(rows, "train/loss")) == 10 and column(rows, "val/loss")
     return first, last
 
 
