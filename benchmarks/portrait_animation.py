@@ -80,6 +80,7 @@ class HeldOut:
                      "`python -m codecgen.datamodules.prepare portraits`)")
         self.size, self.cache = size, ClipFrameCache(2**30)
         self.metas = [read_clip_meta(c) for c in self.clips]
+        self._tracks: dict[int, dict] = {}
 
     def frames(self, k: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
         stop = self.metas[k].frames if stop is None else stop
@@ -89,11 +90,13 @@ class HeldOut:
         return self.size / self.metas[k].size
 
     def tracks(self, k: int) -> dict:
-        return load_clip_tracks(self.clips[k], self.metas[k])
+        """Clip ``k``'s tracks, read once."""
+        if k not in self._tracks:
+            self._tracks[k] = load_clip_tracks(self.clips[k], self.metas[k])
+        return self._tracks[k]
 
     def speech(self, k: int) -> np.ndarray:
-        audio, rate = sf.read(str(self.clips[k] / "audio.wav"), dtype="float32")
-        return audio
+        return sf.read(str(self.clips[k] / "audio.wav"), dtype="float32")[0]
 
     def box(self, k: int, t: int = 0) -> list[float]:
         return (self.tracks(k)["face_box"][t] * self.scale(k)).tolist()
@@ -186,12 +189,13 @@ def lip_sync(model, probe, data: HeldOut, args) -> dict:
         with torch.no_grad():
             real_jaw = probe(real, real_boxes)[0].numpy()
         real_dark = dark_mouth(real, real_boxes)
+        speech = data.speech(k)
         t0 = time.perf_counter()
-        made = video(model, portrait, box, data.speech(k), args)
+        made = video(model, portrait, box, speech, args)
         seconds += time.perf_counter() - t0
         frames_made += len(made)
         other = data.speech((k + 1) % len(data.clips))
-        shuffled_speech = np.resize(other, len(data.speech(k)))  # another clip's speech, looped to the length
+        shuffled_speech = np.resize(other, len(speech))  # another clip's speech, looped to the length
         shuffled = video(model, portrait, box, shuffled_speech, args)
         boxes = torch.tensor([box]).expand(len(made), 4)
         with torch.no_grad():

@@ -116,6 +116,23 @@ def load_stage_weights(target: torch.nn.Module, path: str | os.PathLike, expecte
                          f"{' '.join(str(error).split())[:400]}") from None
 
 
+def load_model_weights(target, path: str | os.PathLike, role: str = "init_from",
+                       map_location: str | torch.device = "cpu") -> None:
+    """Start ``target`` (a codecgen Module) from the model at ``path`` of the same class: its
+    inference weights (an EMA's where it has one), as a fresh run's ``init_from`` does. ValueError
+    when it is another class or its weights do not fit ``target``'s inference modules."""
+    source = load(path, map_location=map_location)
+    if not isinstance(source, type(target)):
+        raise ValueError(f"{role} {path} holds a {type(source).__name__}, not a {type(target).__name__}")
+    try:
+        missing, unexpected = target.load_state_dict(source.inference_state_dict(), strict=False)
+    except RuntimeError as error:
+        raise ValueError(f"{role} {path} does not fit this model: {' '.join(str(error).split())[:400]}") from None
+    missing = [k for k in missing if k.startswith(tuple(f"{m}." for m in target.inference_modules))]
+    if missing or unexpected:
+        raise ValueError(f"{role} {path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
 def export(model, folder: str | os.PathLike, overwrite: bool = False, half: bool = False) -> Path:
     """Write ``folder/config.json`` and ``folder/model.safetensors`` (inference weights only).
 

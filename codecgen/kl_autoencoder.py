@@ -23,6 +23,11 @@ from codecgen.module import Module
 from codecgen.nn.losses import hinge_discriminator_loss, hinge_generator_loss
 
 
+
+def autoencoder_factor(vae) -> int:
+    """Pixels per latent position, each way, of a diffusers ``AutoencoderKL`` (one halving between levels)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
 class KLAutoencoderTraining(AdversarialTraining, Module):
     """Args (of subclasses' ``init_kl_autoencoder``):
         vae: ``diffusers.AutoencoderKL``.
@@ -56,7 +61,7 @@ class KLAutoencoderTraining(AdversarialTraining, Module):
     @property
     def factor(self) -> int:
         """Pixels per latent position, each way."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return autoencoder_factor(self.vae)
 
     @property
     def latent_channels(self) -> int:

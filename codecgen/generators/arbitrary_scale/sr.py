@@ -395,16 +395,6 @@ class ArbitraryScaleSR(LatentGenerator):
             return False
         from codecgen import hub
 
-        source = hub.load(self.init_from, map_location=self.device)
-        if not isinstance(source, ArbitraryScaleSR):
-            raise ValueError(f"init_from {self.init_from} holds a {type(source).__name__}, not an ArbitraryScaleSR")
-        try:  # the weights it samples with (its EMA); this run's EMA starts from them
-            missing, unexpected = self.load_state_dict(source.inference_state_dict(), strict=False)
-        except RuntimeError as error:
-            raise ValueError(f"init_from {self.init_from} does not match this model: "
-                             f"{' '.join(str(error).split())[:400]}") from None
-        missing = [k for k in missing if not k.startswith("ema.")]
-        if missing or unexpected:
-            raise ValueError(f"init_from {self.init_from} does not match this model: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}")
+        # the weights it samples with (its EMA); this run's EMA starts from them
+        hub.load_model_weights(self, self.init_from, map_location=self.device)
         return True

@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from codecgen.config import configurable
 from codecgen.datamodules.portrait_clips import CLIP_FPS, CLIP_SAMPLE_RATE
 from codecgen.generators.base import Generator, GeneratorPipeline
+from codecgen.kl_autoencoder import autoencoder_factor
 from codecgen.nn.audio_conditioning import audio_windows, install_audio_attention
 from codecgen.nn.expression_text import EXPRESSIONS
 from codecgen.nn.face_crop import crop_face
@@ -213,7 +214,7 @@ class PortraitAnimator(Generator):
     def _check_sizes(reference_net, vae, audio_encoder, audio_proj, face_embedder, identity_proj, face_locator,
                      label_encoder, audio_margin) -> None:
         cross, first = reference_net.config.cross_attention_dim, reference_net.config.block_out_channels[0]
-        latent, factor = vae.config.latent_channels, 2 ** (len(vae.config.block_out_channels) - 1)
+        latent, factor = vae.config.latent_channels, autoencoder_factor(vae)
         problems = []
         if reference_net.config.in_channels != latent or reference_net.config.out_channels != latent:
             problems.append(f"the UNets must take and give the VAE's {latent} latent channels")
@@ -255,7 +256,7 @@ class PortraitAnimator(Generator):
     # -- the latent space -----------------------------------------------------------------
     @property
     def vae_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return autoencoder_factor(self.vae)
 
     @property
     def frame_size(self) -> int:
@@ -308,9 +309,12 @@ class PortraitAnimator(Generator):
         if self._measure_scale:  # LDM's scale_by_std, on the first batch of a fresh run
             self._measure_scale = False
             with torch.no_grad():
-                std = self.vae.encode(frames.flatten(0, 1)).latent_dist.mode().float().std()
-            self.latent_scale.fill_(1.0 / float(std.clamp(min=1e-8)))
-        x0 = self.encode_frames(frames.flatten(0, 1)).unflatten(0, (b, f))
+                latents = self.vae.encode(frames.flatten(0, 1)).latent_dist.mode()
+            self.latent_scale.fill_(1.0 / float(latents.float().std().clamp(min=1e-8)))
+            x0 = latents * self.latent_scale
+        else:
+            x0 = self.encode_frames(frames.flatten(0, 1))
+        x0 = x0.unflatten(0, (b, f))
         m = self.motion_frames if self.stage == 2 else 0
         motion = x0.new_zeros((b, 0, *x0.shape[2:]))
         if m:
@@ -389,13 +393,7 @@ class PortraitAnimator(Generator):
         if self.trainer.ckpt_path is not None:
             return  # a resumed run: everything is in its checkpoint
         if self.init_from:
-            source = hub.load(self.init_from, map_location=self.device)
-            if not isinstance(source, PortraitAnimator):
-                raise ValueError(f"init_from {self.init_from} holds a {type(source).__name__}, not a PortraitAnimator")
-            missing, unexpected = self.load_state_dict(source.inference_state_dict(), strict=False)
-            if unexpected or [k for k in missing if k.startswith(self.inference_modules)]:
-                raise ValueError(f"init_from {self.init_from} does not fit this model: "
-                                 f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+            hub.load_model_weights(self, self.init_from, map_location=self.device)
             self._load_stages(hub, only_given=True)  # a stage given as well replaces the one init_from brought
             return
         self._load_stages(hub)

@@ -193,14 +193,7 @@ class FaceRestorer(Module):
         if self.trainer.ckpt_path is not None:
             return
         if self.init_from:
-            source = hub.load(self.init_from, map_location=self.device)
-            if not isinstance(source, FaceRestorer):
-                raise ValueError(f"init_from {self.init_from} holds a {type(source).__name__}, not a FaceRestorer")
-            try:
-                self.load_state_dict(source.inference_state_dict(), strict=False)
-            except RuntimeError as error:
-                raise ValueError(f"init_from {self.init_from} does not fit this restorer: "
-                                 f"{' '.join(str(error).split())[:300]}") from None
+            hub.load_model_weights(self, self.init_from, map_location=self.device)
             return
         if self.vqgan_ckpt:
             hub.load_stage_weights(self.vqgan, self.vqgan_ckpt, VQGANCompression, "vqgan_ckpt", self.device)
