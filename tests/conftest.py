@@ -115,3 +115,12 @@ def fit_run(config: Path | str, root: Path, *extra: str) -> tuple[list[dict], Pa
 def column(rows: list[dict], name: str) -> list[float]:
     """A logged metric's values, in order, from a run's CSV rows."""
     return [float(r[name]) for r in rows if r.get(name)]
+
+
+@pytest.fixture(scope="session")
+def tiny_captioned(tmp_path_factory) -> Path:
+    """A tiny captioned-video corpus (VideoGen): 16 clips of 32 px x 12 frames over scikit-image photos."""
+    from codecgen.datamodules.corpora.captioned_video import build_captioned_video
+
+    root = tmp_path_factory.mktemp("captioned")
+    return build_captioned_video(root / "c", size=32, frames=12, clips=16, images=root / "no_images", workers=2)

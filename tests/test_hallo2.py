@@ -214,7 +214,7 @@ VAE_TINY = ROOT / "configs" / "hallo2" / "vae_tiny.yaml"
 
 
 def test_frame_vae_learns_portrait_frames_with_its_gan(tiny_portraits, tmp_path):
-    from codecgen.generators.hallo2.frame_vae import FrameVAE
+    from codecgen.frame_vae import FrameVAE
 
     rows, last = fit_run(VAE_TINY, tmp_path, "--data.init_args.root", str(tiny_portraits))
     l1 = column(rows, "train/l1")
@@ -233,7 +233,7 @@ def test_frame_vae_learns_portrait_frames_with_its_gan(tiny_portraits, tmp_path)
 def test_frame_vae_refuses_a_vae_that_is_not_rgb():
     from diffusers import AutoencoderKL
 
-    from codecgen.generators.hallo2.frame_vae import FrameVAE
+    from codecgen.frame_vae import FrameVAE
 
     with pytest.raises(ValueError, match="RGB"):
         FrameVAE(AutoencoderKL(in_channels=1, out_channels=1, block_out_channels=(8,), norm_num_groups=8))

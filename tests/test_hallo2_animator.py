@@ -122,7 +122,7 @@ def test_guidance_drops_speech_identity_and_labels_but_keeps_the_reference(tiny_
 
 def test_a_fresh_run_takes_the_frozen_stages_from_their_own_models(tmp_path):
     from codecgen import hub
-    from codecgen.generators.hallo2.frame_vae import FrameVAE
+    from codecgen.frame_vae import FrameVAE
 
     model = tiny_animator(1)
     vae_spec = yaml.safe_load(open(STAGE2_TINY))["model"]["init_args"]["vae"]

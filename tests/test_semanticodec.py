@@ -524,3 +524,19 @@ def test_small_and_paper_configs_build(name):
         assert model.bitrate() == 1300.0 and model.tokens_per_second == 100
     if name == "small":
         assert model.bitrate() == 575.0 and model.latent_shape(1) == (1, 8, 64, 16)
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "paper"])
+def test_each_codec_config_holds_the_stages_its_stage_configs_train(size):
+    # the chain loads the stage runs' weights into the codec's stages: their architectures must be the same
+    import yaml
+
+    def model_of(name):
+        return yaml.safe_load(open(ROOT / "configs" / "semanticodec" / f"{name}.yaml"))["model"]["init_args"]
+
+    codec = model_of(size)
+    assert codec["vae"]["init_args"]["vae"] == model_of(f"mel_vae_{size}")["vae"]
+    assert codec["vocoder"]["init_args"]["generator"] == model_of(f"vocoder_{size}")["generator"]
+    mae = {k: v for k, v in model_of(f"mae_{size}")["mae"]["init_args"].items() if not k.startswith("decoder")}
+    assert {k: v for k, v in codec["tokenizer"]["init_args"]["mae"]["init_args"].items()
+            if not k.startswith("decoder")} == mae

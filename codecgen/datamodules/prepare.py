@@ -5,9 +5,10 @@
 ``python -m codecgen.datamodules.prepare video --out data/video [--size 256] [--frames 100] [--force]``
 ``python -m codecgen.datamodules.prepare portraits --out data/portraits [--size 128] [--clips 240] [--force]``
 ``python -m codecgen.datamodules.prepare talking-heads SRC --out data/my_heads [--face-box x0,y0,x1,y1]``
+``python -m codecgen.datamodules.prepare captioned-video --out data/captioned_video [--size 64] [--frames 32] [--clips 1600]``
 
 The command line only: each corpus and its builder live in ``codecgen.datamodules.corpora``
-(``speech``, ``image``, ``video``, ``portraits``, ``talking_heads``; docs/data.md). A build ends with
+(``speech``, ``image``, ``video``, ``portraits``, ``talking_heads``, ``captioned_video``; docs/data.md). A build ends with
 ``OUT/.complete``, so a second run returns at once unless ``--force`` is given.
 """
 
@@ -15,6 +16,12 @@ from __future__ import annotations
 
 import argparse
 
+from codecgen.datamodules.corpora.captioned_video import (
+    CAPTION_CLIPS,
+    CAPTION_FRAMES,
+    CAPTION_SIZE,
+    build_captioned_video,
+)
 from codecgen.datamodules.corpora.common import OPENCV_DATA
 from codecgen.datamodules.corpora.image import IMAGE_VAL_FRACTION, build_images
 from codecgen.datamodules.corpora.portraits import PORTRAIT_CLIPS, PORTRAIT_IDENTITIES, PORTRAIT_SIZE, build_portraits
@@ -74,6 +81,17 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--face-box", default=None, help="x0,y0,x1,y1 of the face in the source frames "
                                                      "(default: found by the LBP face detector)")
     tp.add_argument("--force", action="store_true", help="rebuild even if OUT/.complete exists")
+    cp = sub.add_parser("captioned-video", help="captioned clips for VideoGen (shapes moving over photos and camera "
+                                                "moves, with exact captions, optical flow and occlusion)")
+    cp.add_argument("--out", default="data/captioned_video", help="output folder (default data/captioned_video)")
+    cp.add_argument("--size", type=int, default=CAPTION_SIZE, help=f"square frame side (default {CAPTION_SIZE})")
+    cp.add_argument("--frames", type=int, default=CAPTION_FRAMES, help=f"frames per clip (default {CAPTION_FRAMES})")
+    cp.add_argument("--clips", type=int, default=CAPTION_CLIPS, help=f"clips to draw (default {CAPTION_CLIPS})")
+    cp.add_argument("--images", default="data/images", help="image corpus for the photos (default data/images; "
+                                                           "scikit-image photos when missing)")
+    cp.add_argument("--workers", type=int, default=None, help="clips drawn in parallel threads")
+    cp.add_argument("--seed", type=int, default=0, help="changes every random choice (default 0)")
+    cp.add_argument("--force", action="store_true", help="rebuild even if OUT/.complete exists")
     return parser
 
 
@@ -89,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
         build_portraits(args.out, size=args.size, clips=args.clips, identities=args.identities,
                         photo_faces=not args.no_photo_faces, real_prompts=not args.no_real_prompts,
                         images=args.images, cache=args.cache, workers=args.workers, seed=args.seed, force=args.force)
+    elif args.corpus == "captioned-video":
+        build_captioned_video(args.out, size=args.size, frames=args.frames, clips=args.clips, images=args.images,
+                              workers=args.workers, seed=args.seed, force=args.force)
     elif args.corpus == "talking-heads":
         from codecgen.datamodules.corpora.talking_heads import import_talking_heads
         from codecgen.datamodules.face_detect import parse_face_box

@@ -3,7 +3,8 @@
 Hallo2 (Cui et al. 2024, Sec. 3.4) lets a user steer the expression with a text label; the
 authors' code has no trace of it. Ours: each label is a short phrase
 (:data:`EXPRESSION_PHRASES`), tokenised by words over a fixed vocabulary and encoded by a small
-transformer (:class:`LabelTextEncoder`, trained with the animation model) into tokens the
+transformer (:class:`LabelTextEncoder`, on the shared ``codecgen.nn.text_encoder.TextEncoder``,
+trained with the animation model) into tokens the
 denoiser cross-attends to, next to the identity tokens; a video carries a label per time range
 (:func:`parse_expression_schedule` reads ``"happy@0:00,neutral@0:05"``). Phrases rather than a
 label embedding table, so the encoder sees words it could share with other phrases (a user's
@@ -12,13 +13,13 @@ local CLIP text weights could replace it later).
 
 from __future__ import annotations
 
-import math
 import re
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from codecgen.config import configurable
+from codecgen.nn.text_encoder import TextEncoder
 
 EXPRESSIONS = ("neutral", "happy", "sad", "surprised", "angry")
 EXPRESSION_PHRASES = {
@@ -28,47 +29,36 @@ EXPRESSION_PHRASES = {
     "surprised": "a surprised face with raised brows and open mouth",
     "angry": "an angry face with lowered brows and pressed lips",
 }
-_VOCAB = ("<pad>",) + tuple(sorted({w for p in EXPRESSION_PHRASES.values() for w in p.split()}))
+_WORDS = tuple(sorted({w for p in EXPRESSION_PHRASES.values() for w in p.split()}))
 _MAX_WORDS = max(len(p.split()) for p in EXPRESSION_PHRASES.values())
 
 
 def tokenize_phrase(phrase: str) -> list[int]:
-    """Word ids of a phrase over the fixed vocabulary; ValueError naming unknown words."""
+    """Word ids of a phrase over the labels' vocabulary; ValueError naming unknown words."""
     words = phrase.lower().split()
-    unknown = [w for w in words if w not in _VOCAB]
+    unknown = [w for w in words if w not in _WORDS]
     if unknown or not words:
-        raise ValueError(f"cannot encode {phrase!r}: unknown words {unknown} (known: {' '.join(_VOCAB[1:])})")
-    return [_VOCAB.index(w) for w in words]
+        raise ValueError(f"cannot encode {phrase!r}: unknown words {unknown} (known: {' '.join(_WORDS)})")
+    return [_WORDS.index(w) + 1 for w in words]
 
 
 @configurable
-class LabelTextEncoder(nn.Module):
-    """Expression labels -> (B, max_words, dim) tokens (padding positions zeroed).
+class LabelTextEncoder(TextEncoder):
+    """Expression labels -> (B, max_words, dim) tokens (padding positions zeroed): the shared
+    ``TextEncoder`` over the label phrases' words.
 
     Args: token width, transformer layers and heads."""
 
     def __init__(self, dim: int = 64, layers: int = 2, heads: int = 4) -> None:
-        super().__init__()
-        self.dim = dim
-        self.embed = nn.Embedding(len(_VOCAB), dim, padding_idx=0)
-        self.position = nn.Parameter(torch.randn(_MAX_WORDS, dim) / math.sqrt(dim))
-        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
-        ids = torch.zeros(len(EXPRESSIONS), _MAX_WORDS, dtype=torch.long)
-        for i, label in enumerate(EXPRESSIONS):
-            words = tokenize_phrase(EXPRESSION_PHRASES[label])
-            ids[i, : len(words)] = torch.tensor(words)
+        super().__init__(_WORDS, dim, layers, heads, _MAX_WORDS)
+        ids = self.tokenize([EXPRESSION_PHRASES[label] for label in EXPRESSIONS])
         self.register_buffer("label_ids", ids, persistent=False)
 
     def forward(self, labels: Tensor) -> Tensor:
         """Label indices (B,) into :data:`EXPRESSIONS` -> (B, max_words, dim)."""
         if labels.dtype != torch.long or labels.min() < 0 or labels.max() >= len(EXPRESSIONS):
             raise ValueError(f"labels must be indices into {EXPRESSIONS}")
-        ids = self.label_ids[labels]
-        pad = ids == 0
-        h = self.encoder(self.embed(ids) + self.position, src_key_padding_mask=pad)
-        return self.norm(h).masked_fill(pad[..., None], 0.0)
+        return super().forward(self.label_ids[labels])
 
 
 def _seconds(text: str) -> float:

@@ -42,6 +42,7 @@ from codecgen.datamodules.corpora.face_motion import (
     pose_walk,
 )
 from codecgen.datamodules.corpora.faces import FaceIdentity, background_canvas, draw_face
+from codecgen.datamodules.corpora.photos import load_photo, photos_by_split
 from codecgen.datamodules.portrait_clips import CLIP_FPS, CLIP_SAMPLE_RATE, ClipMeta, TimedLabel, write_portrait_clip
 
 PORTRAIT_SIZE = 128
@@ -54,7 +55,6 @@ PAD_SECONDS = 0.3  # silence (mouth at rest) before and after each utterance
 MAX_SECONDS = 10.0
 ESPEAK_VOICES = ("en-us", "en-gb", "en+f3", "en+m7", "en-gb-scotland+f2", "en-029+m3")
 SPEECH_GAIN = 10 ** (-3 / 20)
-FALLBACK_BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 
 
 @dataclass(frozen=True)
@@ -161,22 +161,11 @@ def _real_prompts(cache: Path, build: CorpusBuild) -> list[tuple[Path, str, str,
 
 def _background(spec: str, rng: np.random.Generator) -> np.ndarray:
     """A random square crop (half to all of the shorter side) of a photo."""
-    from PIL import Image
-
-    if spec.startswith("skimage:"):
-        from skimage import data
-
-        photo = getattr(data, spec.split(":", 1)[1])()
-    else:
-        with Image.open(spec) as im:
-            im.draft("RGB", (1024, 1024))
-            photo = np.asarray(im.convert("RGB"))
-    if photo.ndim == 2:
-        photo = np.repeat(photo[..., None], 3, axis=2)
+    photo = load_photo(spec)
     h, w = photo.shape[:2]
     side = int(min(h, w) * rng.uniform(0.5, 1.0))
     y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    return np.ascontiguousarray(photo[y : y + side, x : x + side, :3])
+    return np.ascontiguousarray(photo[y : y + side, x : x + side])
 
 
 def _face(identity: str, seed: int):
@@ -250,17 +239,6 @@ def _identities(count: int, photo_faces: bool, seed: int) -> dict[str, str]:
     photo_val = [n for n in ranked if n.startswith("photo_")][:1]  # one held-out photo face as well
     val = set(drawn_val + photo_val) if photo_val else set(ranked[:n_val])
     return {n: "val" if n in val else "train" for n in names}
-
-
-def _backgrounds(images: Path, build: CorpusBuild) -> dict[str, list[str]]:
-    """Background photos per split: the image corpus's own split, or scikit-image's photos."""
-    out = {split: sorted(str(p) for p in (images / split).glob("*.png")) for split in ("train", "val")}
-    if out["train"] and out["val"]:
-        return out
-    build.warn(f"no image corpus in {images}: backgrounds are scikit-image's {len(FALLBACK_BACKGROUNDS)} photos "
-               "(build it with `python -m codecgen.datamodules.prepare image` for variety)")
-    return {"train": [f"skimage:{n}" for n in FALLBACK_BACKGROUNDS[:-2]],
-            "val": [f"skimage:{n}" for n in FALLBACK_BACKGROUNDS[-2:]]}
 
 
 def plan_clips(clips: int, identities: dict[str, str], backgrounds: dict[str, list[str]],
@@ -365,7 +343,7 @@ def build_portraits(
     build.copy_licences({"espeak-ng.copyright": Path("/usr/share/doc/espeak-ng/copyright")})
     prompts = _real_prompts(cache, build) if real_prompts else []
     names = _identities(identities, photo_faces, seed)
-    plans = plan_clips(clips, names, _backgrounds(Path(images), build), prompts, size, seed)
+    plans = plan_clips(clips, names, photos_by_split(Path(images), build, "backgrounds"), prompts, size, seed)
     workers = workers or 1
     if workers == 1:
         summaries = [build_clip(p, out) for p in tqdm(plans, desc="portrait clips", mininterval=1.0)]

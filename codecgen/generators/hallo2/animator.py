@@ -401,7 +401,7 @@ class PortraitAnimator(Generator):
 
     def _load_stages(self, hub, only_given: bool = False) -> None:
         from codecgen.generators.hallo2.audio_encoder import PhonemePretraining
-        from codecgen.generators.hallo2.frame_vae import FrameVAE
+        from codecgen.frame_vae import FrameVAE
         from codecgen.generators.hallo2.identity import IdentityPretraining
 
         for path, owner, part, target, role in (

@@ -1,12 +1,13 @@
-"""Hallo2's latent space, trained here: an ``AutoencoderKL`` of portrait frames.
+"""A latent space of video frames, trained here: an ``AutoencoderKL`` of the frames of clips.
 
-Hallo2 (Cui et al. 2024) denoises in the latent space of Stable Diffusion 1.5's VAE (f8, 4
-channels), frozen; those weights cannot be fetched here, so this stage trains a diffusers
-``AutoencoderKL`` of the same kind on the portrait corpus's frames, with Stable Diffusion's
-recipe (``codecgen.kl_autoencoder``: L1 at several resolutions in place of LPIPS, KL 1e-6,
-an adaptively weighted PatchGAN). Batches are single frames of the clips
-(``PortraitClipDataModule(frames=1, motion_frames=0)``), in [-1, 1]. Validation logs the L1
-and PSNR of the reconstruction from the posterior's mean on held-out faces.
+Hallo2 (Cui et al. 2024) and VideoGen (Li et al. 2023) denoise in the latent space of Stable
+Diffusion's VAE (f8, 4 channels), frozen. Those weights cannot be fetched here, so this stage
+trains a diffusers ``AutoencoderKL`` of the same kind on the corpus's frames, with Stable
+Diffusion's recipe (``codecgen.kl_autoencoder``: L1 at several resolutions in place of LPIPS,
+KL 1e-6, an adaptively weighted PatchGAN). Batches are clips ``{"frames": (B, T, 3, H, W)}`` in
+[-1, 1] (``PortraitClipDataModule(frames=1, motion_frames=0)``, ``CaptionedVideoDataModule``),
+whose frames are coded one by one. Validation logs the L1 and PSNR of the reconstruction from
+the posterior's mean on held-out frames.
 """
 
 from __future__ import annotations
