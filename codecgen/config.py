@@ -40,6 +40,7 @@ MOVED: dict[str, str] = {
     "codecgen.nn.audio.ConvNeXtBlock": "codecgen.nn.vocos.VocosBlock",
     "codecgen.nn.nerv.NeRVGenerator": "codecgen.nn.nerv.NeRVDecoder",
     "codecgen.codecs.video.nerv_codec.NeRVVideoCodec": "codecgen.codecs.video.nerv.NeRVVideoCodec",
+    "codecgen.generators.hallo2.frame_vae.FrameVAE": "codecgen.frame_vae.FrameVAE",
 }
 
 DIFFUSERS_PREFIX = "diffusers."

@@ -40,12 +40,20 @@ class Module(L.LightningModule):
     modality: ClassVar[str] = "none"
     # Sub-modules needed to run the model; the rest are training-only.
     inference_modules: ClassVar[tuple[str, ...]] = ()
+    # Trained stages this model uses frozen: always in inference mode (dropout off, norms fixed).
+    frozen_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self):
         super().__init__()
         # The recorded spec is plain JSON-able data; hparams feed the loggers.
         self.save_hyperparameters(init_spec(self)["init_args"])
         self._weights_hash: str | None = None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.frozen_modules:
+            getattr(self, name).eval()
+        return self
 
     # -- identity ---------------------------------------------------------------------
     @property

@@ -196,3 +196,18 @@ def test_diffusers_unet_and_scheduler_round_trip_through_ckpt_export_and_load(tm
     exported = json.loads((tmp_path / "exported" / "config.json").read_text())
     assert exported["rate"] is None
     assert os.path.getsize(tmp_path / "exported" / "model.safetensors") > 0
+
+
+def test_frozen_stages_stay_in_inference_mode_when_the_model_trains():
+    @configurable
+    class TwoStages(Module):
+        frozen_modules = ("stage",)
+
+        def __init__(self):
+            super().__init__()
+            self.stage, self.head = torch.nn.Dropout(0.5), torch.nn.Dropout(0.5)
+
+    model = TwoStages().train()
+    assert model.training and model.head.training and not model.stage.training
+    model.eval().train(True)
+    assert not model.stage.training

@@ -30,6 +30,7 @@ from codecgen.generators.base import Generator
 class LatentGenerator(Generator):
     """Base of ``ArbitraryScaleSR`` and ``ArbitraryScaleGenerator`` (not built by itself)."""
 
+    frozen_modules = ("first_stage",)  # trained stages, always in inference mode
     inference_modules = ("unet", "first_stage")
 
     def __init__(self, unet: torch.nn.Module, scheduler, first_stage: ImplicitAutoencoder,
@@ -86,11 +87,6 @@ class LatentGenerator(Generator):
                              f"downsampling), got {tuple(images.shape[-2:])}")
 
     # -- training -------------------------------------------------------------------------
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.first_stage.eval()  # frozen: always in inference mode
-        return self
-
     def configure_optimizers(self):
         return torch.optim.AdamW(self.unet.parameters(), lr=self.lr)
 

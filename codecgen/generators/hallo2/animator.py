@@ -154,6 +154,7 @@ class PortraitAnimator(Generator):
 
     modality = "video"
     pipeline_class = AnimationPipeline
+    frozen_modules = ("vae", "audio_encoder", "face_embedder")  # trained stages, always in inference mode
     inference_modules = ("unet", "reference_net", "vae", "audio_encoder", "audio_proj", "audio_attention",
                          "face_embedder", "identity_proj", "face_locator", "label_encoder")
 
@@ -246,12 +247,6 @@ class PortraitAnimator(Generator):
 
     def training_only_args(self) -> tuple[str, ...]:
         return (*super().training_only_args(), "vae_ckpt", "audio_ckpt", "identity_ckpt", "init_from")
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for name in ("vae", "audio_encoder", "face_embedder"):
-            getattr(self, name).eval()  # frozen: always in inference mode
-        return self
 
     # -- the latent space -----------------------------------------------------------------
     @property

@@ -81,6 +81,7 @@ class FaceRestorer(Module):
     """
 
     modality = "image"
+    frozen_modules = ("vqgan",)  # trained stages, always in inference mode
     inference_modules = ("vqgan", "lq_encoder", "predictor")
 
     def __init__(self, vqgan: VQGANCompression, predictor: TemporalIndexTransformer, crop_size: int = 64,
@@ -110,11 +111,6 @@ class FaceRestorer(Module):
 
     def training_only_args(self) -> tuple[str, ...]:
         return (*super().training_only_args(), "vqgan_ckpt", "init_from")
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.vqgan.eval()
-        return self
 
     # -- the networks ---------------------------------------------------------------------
     @property

@@ -80,6 +80,7 @@ class SemantiCodec(SemantiCodecFiles, Generator, Codec):
     """
 
     modality = "audio"
+    frozen_modules = ("tokenizer", "vae", "vocoder")  # trained stages, always in inference mode
     inference_modules = ("unet", "tokenizer", "vae", "vocoder", "acoustic", "quantizer")
 
     def __init__(self, unet: nn.Module, scheduler, tokenizer: SemanticTokenizer, vae: MelVAE, vocoder: MelVocoder,
@@ -338,12 +339,6 @@ class SemantiCodec(SemantiCodecFiles, Generator, Codec):
                 mel, origin = mel[:, keep_from - origin :], keep_from
 
     # -- training ---------------------------------------------------------------------------
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for stage in (self.tokenizer, self.vae, self.vocoder):
-            stage.eval()  # frozen: always in inference mode
-        return self
-
     def training_only_args(self) -> tuple[str, ...]:
         return (*super().training_only_args(), "tokenizer_ckpt", "vae_ckpt", "vocoder_ckpt")
 
