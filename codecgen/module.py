@@ -51,8 +51,8 @@ class Module(L.LightningModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        for name in self.frozen_modules:
-            getattr(self, name).eval()
+        for name in self.frozen_modules:  # dotted names reach inside a sub-module
+            self.get_submodule(name).eval()
         return self
 
     # -- identity ---------------------------------------------------------------------
