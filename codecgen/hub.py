@@ -96,6 +96,19 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
     return model.to(map_location).eval()
 
 
+def inference_copy(model):
+    """A fresh model built from ``model``'s inference spec (no discriminators, no EMA) holding its inference
+    weights (an EMA's where it has one), in eval mode: what its export would load as, without the files; how
+    a trained stage becomes part of an assembled model."""
+    copy = build(model.spec(inference_only=True), allowed=(Module,))
+    missing, unexpected = copy.load_state_dict(model.inference_state_dict(), strict=False)
+    missing = [k for k in missing if k.startswith(tuple(f"{name}." for name in copy.inference_modules))]
+    if missing or unexpected:
+        raise ValueError(f"{type(model).__name__}'s inference weights do not fit its inference spec: missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]}")
+    return copy.eval()
+
+
 def load_stage_weights(target: torch.nn.Module, path: str | os.PathLike, expected: type, role: str,
                        map_location: str | torch.device = "cpu", part: str | None = None) -> None:
     """Copy into ``target`` the weights of the model at ``path`` (a .ckpt, an export or a

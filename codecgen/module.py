@@ -40,7 +40,7 @@ class Module(L.LightningModule):
     modality: ClassVar[str] = "none"
     # Sub-modules needed to run the model; the rest are training-only.
     inference_modules: ClassVar[tuple[str, ...]] = ()
-    # Trained stages this model uses frozen: always in inference mode (dropout off, norms fixed).
+    # Trained stages this model uses frozen: always in inference mode (dropout off, norms fixed); None allowed.
     frozen_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self):
@@ -51,8 +51,11 @@ class Module(L.LightningModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        for name in self.frozen_modules:  # dotted names reach inside a sub-module
-            self.get_submodule(name).eval()
+        for name in self.frozen_modules:  # dotted names reach inside a sub-module; an absent (None) one is skipped
+            parent, _, leaf = name.rpartition(".")
+            module = getattr(self.get_submodule(parent) if parent else self, leaf)
+            if module is not None:
+                module.eval()
         return self
 
     # -- identity ---------------------------------------------------------------------

@@ -39,6 +39,9 @@ GROUPS = [
     ("generators (portrait animation)", [
         ("animate", "a portrait image + speech -> a talking-head video with the speech (Hallo2)"),
     ]),
+    ("generators (text to video)", [
+        ("text-to-video", "a prompt -> a video (VideoGen: reference image, key frames, flow upsampling)"),
+    ]),
     ("files & models", [
         ("info", "print a .cgc file's header, with its duration / size and rate"),
         ("export", ".ckpt -> folder with config.json + model.safetensors"),
@@ -54,6 +57,11 @@ GROUPS = [
 ]
 
 EXAMPLES = {
+    "text-to-video": """\
+  python infer.py text-to-video --model videogen-small "a red circle moves left" circle.mp4
+  python infer.py text-to-video --model videogen-small "the camera pans up over a photo" pan.mp4 \\
+      --reference photo.jpg --frames 8 --upsample 4 --steps 25 --guidance 3 --seed 1
+""",
     "encode": """\
   python infer.py encode --model hificodec-16k speech.wav speech.cgc --n-q 2
   python infer.py encode --model vqgan-f16 photo.png photo.cgc --codebook-size 64
@@ -235,6 +243,11 @@ ANIMATE_NOTE = ("The portrait is framed head and shoulders around its face, as t
                 "the video has 25 fps, the model's frame size, and the speech file's own sound. Frames are made "
                 "clip by clip and streamed to the file, so memory does not grow with the length. Every argument "
                 "is checked before the model loads; nothing is written unless the whole video is.")
+TEXT_TO_VIDEO_NOTE = ("The prompt's words must be in the model's vocabulary (unknown words are listed). The video has "
+                      "--frames x --upsample frames: key frames from the reference-guided video diffusion, the frames "
+                      "between them by optical flow, decoded by the temporal video decoder (--decoder video) or frame "
+                      "by frame (--decoder image). Every argument is checked before the model loads; nothing is "
+                      "written unless the whole video is.")
 GENERATE_NOTE = ("Writes OUTDIR/{i:03d}_{W}x{H}.png for each image i at each --size; OUTDIR may exist, but no "
                  "file in it is replaced without --overwrite (all names are checked first, and the files are moved "
                  "into place together at the end).")
@@ -355,6 +368,30 @@ def build_parser() -> argparse.ArgumentParser:
     o.add(None, "--restorer", default=None, help="a trained face restorer (FaceRestorer) for --upscale")
     o.add(None, "--max-seconds", type=float, default=3600.0, help="refuse longer speech (default: 3600)")
     o.done("codecgen.cli.animate:cmd_animate")
+
+    o = _add(sub, "text-to-video", TEXT_TO_VIDEO_NOTE)
+    _model(o, True, "an assembled VideoGen model: an exported folder, a .ckpt or a shipped name")
+    _common(o)
+    o.add(None, "prompt", help='the text, e.g. "a red circle moves left"')
+    o.add(None, "output", metavar="OUT", help=".mp4 (H.264) or .mkv (FFV1, lossless)")
+    g = o.parser.add_argument_group("reference image (default: drawn from the text)")
+    o.add(None, "--reference", default=None, group=g, help="an image to start from (centre square, resized)")
+    o.add(None, "--no-reference", action="store_true", group=g, help="no reference image: from the text alone")
+    g = o.parser.add_argument_group("video")
+    o.add(None, "--frames", type=int, default=8, group=g, help="key frames (default: 8)")
+    o.add(None, "--upsample", type=int, default=4, group=g,
+          help="frame-rate factor by optical flow: 1, 2, 4, ... (default: 4)")
+    o.add(None, "--fps", type=float, default=None, group=g,
+          help="frames a second of the file (default: the key frames' training rate x --upsample)")
+    o.add(None, "--decoder", choices=("video", "image"), default="video", group=g,
+          help="the temporal video decoder or the frame-by-frame image decoder (default: video)")
+    g = o.parser.add_argument_group("sampling")
+    o.add(None, "--steps", type=int, default=25, group=g, help=f"denoising steps, 1..{MAX_STEPS} (default: 25)")
+    o.add(None, "--scheduler", choices=SCHEDULERS, default=None, group=g,
+          help="sampler on the model's noise schedule (default: the model's own)")
+    o.add(None, "--guidance", type=float, default=3.0, group=g, help="classifier-free guidance (default: 3)")
+    o.add(None, "--seed", type=int, default=0, group=g, help="the same seed gives the same video (default: 0)")
+    o.done("codecgen.cli.text_to_video:cmd_text_to_video")
 
     o = _add(sub, "info")
     o.add(None, "input", metavar="IN", help=".cgc file")

@@ -81,7 +81,8 @@ def decode_video(vae: nn.Module, latents: Tensor) -> Tensor:
 class VideoDecoderTraining(Module):
     """Args:
         vae: ``diffusers.AutoencoderKLTemporalDecoder`` (its encoder the FrameVAE's).
-        image_vae: the FrameVAE's ``diffusers.AutoencoderKL``: the start and the comparison (frozen, training only).
+        image_vae: the FrameVAE's ``diffusers.AutoencoderKL``: the start and the comparison (frozen, training
+            only: an export has none).
         vae_ckpt: the ``FrameVAE`` run or export a fresh run takes ``image_vae`` from.
         temporal_weight: of the temporal-difference L1.
         scales: the frame L1's resolutions (average pooling factors).
@@ -92,10 +93,13 @@ class VideoDecoderTraining(Module):
     inference_modules = ("vae",)
     frozen_modules = ("image_vae", "vae.encoder")
 
-    def __init__(self, vae: nn.Module, image_vae: nn.Module, vae_ckpt: str | None = None,
+    def __init__(self, vae: nn.Module, image_vae: nn.Module | None = None, vae_ckpt: str | None = None,
                  temporal_weight: float = 1.0, scales: Sequence[int] = (1, 2, 4), lr: float = 1e-4) -> None:
         super().__init__()
-        self.vae, self.image_vae, self.vae_ckpt = vae, image_vae.requires_grad_(False), vae_ckpt
+        if image_vae is None and vae_ckpt is not None:
+            raise ValueError("vae_ckpt needs image_vae: the FrameVAE's AutoencoderKL to load it into")
+        self.vae, self.vae_ckpt = vae, vae_ckpt
+        self.image_vae = None if image_vae is None else image_vae.requires_grad_(False)
         self.vae.encoder.requires_grad_(False)
         self.vae.quant_conv.requires_grad_(False)
         self.temporal_weight, self.scales, self.lr = temporal_weight, [int(s) for s in scales], lr
@@ -131,9 +135,11 @@ class VideoDecoderTraining(Module):
         frames = batch["frames"]
         b = frames.shape[0]
         z = self.latents(frames)
-        video = decode_video(self.vae, z)
-        image = self.image_vae.decode(z.flatten(0, 1)).sample.unflatten(0, z.shape[:2]).clamp(-1, 1)
-        for name, out in (("", video), ("image_decoder_", image)):
+        outputs = {"": decode_video(self.vae, z)}
+        if self.image_vae is not None:
+            outputs["image_decoder_"] = self.image_vae.decode(z.flatten(0, 1)).sample.unflatten(0, z.shape[:2])
+        for name, out in outputs.items():
+            out = out.clamp(-1, 1)
             mse = ((out - frames) / 2).square().mean()
             self.log(f"val/{name}psnr", -10 * torch.log10(mse.clamp_min(1e-10)), prog_bar=not name, batch_size=b,
                      sync_dist=True)
@@ -146,6 +152,8 @@ class VideoDecoderTraining(Module):
         self._weights_hash = None
         if self.trainer.ckpt_path is not None:
             return
+        if self.image_vae is None:
+            raise ValueError("a fresh run needs image_vae (and vae_ckpt): the decoder starts from it")
         if self.vae_ckpt:
             hub.load_stage_weights(self.image_vae, self.vae_ckpt, FrameVAE, "vae_ckpt", self.device, part="vae")
         temporal_decoder_from_image_decoder(self.vae, self.image_vae)
