@@ -17,6 +17,7 @@ from codecgen.datamodules.corpora.captioned_video import (
     ClipAttributes,
     caption_vocabulary,
     held_out,
+    parse_caption,
     plan_captioned_clips,
     render_camera,
     render_objects,
@@ -112,6 +113,10 @@ def test_captions_read_as_english_and_use_the_vocabulary():
     vocabulary = set(caption_vocabulary())
     plan = plan_captioned_clips(400, {"train": ["skimage:coffee"], "val": ["skimage:rocket"]})
     assert all(set(c.attrs.caption.split()) <= vocabulary for c in plan)
+    # captions read back into the attributes they were made from; other text is not a caption
+    assert all(parse_caption(c.attrs.caption) == c.attrs for c in plan)
+    for other in ("a dog runs", "two red squares grows", "a red circle", "the camera flies", ""):
+        assert parse_caption(other) is None
 
 
 def test_the_split_holds_out_attribute_combinations_and_is_reproducible():

@@ -20,8 +20,8 @@ def _fit(name: str, root: Path, corpus: Path, *extra: str) -> tuple[list[dict], 
 
 @pytest.fixture(scope="module")
 def stages(tiny_captioned, tmp_path_factory) -> dict[str, Path]:
-    """The five tiny stages trained through train.py on the tiny corpus (each checked to learn); their
-    last checkpoints."""
+    """The five tiny stages and the benchmark's attribute classifier trained through train.py on the tiny
+    corpus (each checked to learn); their last checkpoints."""
     root = tmp_path_factory.mktemp("videogen")
     out = {}
     rows, out["autoencoder"] = _fit("autoencoder", root, tiny_captioned, "--trainer.max_steps", "12",
@@ -30,13 +30,14 @@ def stages(tiny_captioned, tmp_path_factory) -> dict[str, Path]:
     assert l1[-1] < 0.8 * l1[0]
     vae = ("--model.init_args.vae_ckpt", str(out["autoencoder"]))
     for name, steps, extra in (("text_to_image", 12, vae), ("keyframes", 24, vae), ("flow", 12, ()),
-                               ("video_decoder", 12, vae)):
+                               ("video_decoder", 12, vae), ("classifier", 12, ())):
         rows, out[name] = _fit(name, root, tiny_captioned, "--trainer.max_steps", str(steps), *extra)
-        if name == "video_decoder":  # it starts as the image decoder: its loss falls, it stays as sharp
+        if name in ("video_decoder", "classifier"):
             loss = column(rows, "train/loss")
-            assert np.mean(loss[-3:]) < np.mean(loss[:3]), loss
-            assert column(rows, "val/psnr")[-1] > column(rows, "val/image_decoder_psnr")[-1] - 0.5
-            continue
+            assert np.mean(loss[-3:]) < 0.95 * np.mean(loss[:3]), (name, loss)
+            if name == "video_decoder":  # it starts as the image decoder and stays as sharp
+                assert column(rows, "val/psnr")[-1] > column(rows, "val/image_decoder_psnr")[-1] - 0.5
+            continue  # (the classifier's two held-out clips are too few for a held-out loss)
         val = column(rows, "val/epe" if name == "flow" else "val/loss")
         assert len(val) >= 2 and val[-1] < 0.95 * val[0], (name, val)
     return out

@@ -89,6 +89,25 @@ class ClipAttributes:
         return " ".join(["two", self.colour, self.shape + "s", _PLURAL_VERB[verb], *rest])
 
 
+def parse_caption(text: str) -> ClipAttributes | None:
+    """The attributes a caption of this corpus's grammar states (None for any other text): the inverse of
+    ``ClipAttributes.caption``, so generated videos can be scored against the prompt they were made from."""
+    words = text.lower().split()
+    if words[:2] == ["the", "camera"] and len(words) >= 4 and " ".join(words[2:4]) in CAMERA_MOTIONS:
+        attrs = ClipAttributes("camera", " ".join(words[2:4]))
+    elif len(words) >= 4 and words[0] in ("a", "two") and words[1] in COLOURS:
+        count = 1 if words[0] == "a" else 2
+        shape = words[2] if count == 1 else words[2].removesuffix("s")
+        verb = words[3] if count == 1 else next((k for k, v in _PLURAL_VERB.items() if v == words[3]), "")
+        motion = " ".join([verb, *words[4:]])
+        if shape not in SHAPES or motion not in MOTIONS:
+            return None
+        attrs = ClipAttributes("objects", motion, count, shape, words[1])
+    else:
+        return None
+    return attrs if attrs.caption == " ".join(words) else None
+
+
 def caption_vocabulary() -> list[str]:
     """Every word a caption of this corpus can hold, sorted."""
     words = {"a", "two", "the", "camera", "over", "on", "photo"}
