@@ -4,7 +4,8 @@
 # (DD:HH:MM:SS, counted over every run of that stage), and resumes from its last checkpoint when the script is run
 # again: to train longer, run it again with a larger TIME.
 #   scripts/train_videogen_small.sh [OUT_DIR=runs/videogen] [TIME=00:01:00:00] [more train.py args]
-# Environment: SIZE=small (tiny: the test configs), DATA=data/captioned_video,
+# Environment: SIZE=small (tiny: the test configs), DATA=data/captioned_video, VIDEO_DATA=data/video (the default
+# video corpus: real footage for the video decoder, with DATA),
 # STAGES="autoencoder text_to_image keyframes flow classifier video_decoder assemble". Two lanes on two cores:
 #   STAGES="autoencoder text_to_image keyframes" and STAGES="flow classifier video_decoder" (the video decoder needs
 #   the autoencoder: start that lane's last stage once the autoencoder has finished), then STAGES=assemble.
@@ -33,16 +34,17 @@ fit() {  # fit NAME [train.py args]: one stage, resumed if it has a checkpoint
     [ -z "$ckpt" ] || resume=(--ckpt_path "$ckpt")
     echo "== $dir (${resume[*]:-fresh}) ==" >&2
     $py train.py fit --config "configs/videogen/${name}_$size.yaml" --trainer.default_root_dir "$dir" \
-        --trainer.max_time "$budget" --trainer.enable_progress_bar false --data.init_args.root "$data" \
-        "${resume[@]}" "$@" "${extra[@]}"
+        --trainer.max_time "$budget" --trainer.enable_progress_bar false "${resume[@]}" "$@" "${extra[@]}"
 }
-wants autoencoder && fit autoencoder
-wants text_to_image && fit text_to_image --model.init_args.vae_ckpt "$(last "$out/autoencoder")"
-wants keyframes && fit keyframes --model.init_args.vae_ckpt "$(last "$out/autoencoder")" \
+root=(--data.init_args.root "$data")
+wants autoencoder && fit autoencoder "${root[@]}"
+wants text_to_image && fit text_to_image "${root[@]}" --model.init_args.vae_ckpt "$(last "$out/autoencoder")"
+wants keyframes && fit keyframes "${root[@]}" --model.init_args.vae_ckpt "$(last "$out/autoencoder")" \
     --model.init_args.init_text_from "$(last "$out/text_to_image")"
-wants flow && fit flow
-wants classifier && fit classifier
-wants video_decoder && fit video_decoder --model.init_args.vae_ckpt "$(last "$out/autoencoder")"
+wants flow && fit flow "${root[@]}"
+wants classifier && fit classifier "${root[@]}"
+wants video_decoder && fit video_decoder --data.init_args.root "[$data, ${VIDEO_DATA:-data/video}]" \
+    --model.init_args.vae_ckpt "$(last "$out/autoencoder")"
 if wants assemble; then
     $py -m codecgen.generators.videogen.assemble "$out/export" --text-to-image "$(last "$out/text_to_image")" \
         --keyframes "$(last "$out/keyframes")" --flow "$(last "$out/flow")" \

@@ -180,6 +180,9 @@ def test_captioned_data_module_reads_a_users_folder_and_names_what_is_wrong(tmp_
     dm = CaptionedVideoDataModule(str(tmp_path), frames=2, stride=2, size=16, batch_size=1)
     item = dm.train_dataloader().dataset[0]
     assert item["caption"] == "A dog runs." and item["frames"].shape == (2, 3, 16, 16)
+    both = CaptionedVideoDataModule([str(tmp_path), str(tmp_path)], frames=2, stride=2, size=16, captions=False)
+    both.setup()
+    assert len(both.train_set) == 2 and both.train_set[0]["caption"] == ""  # folders pooled, captions not read
     (tmp_path / "train" / "dog.txt").unlink()
     with pytest.raises(FileNotFoundError, match="no caption"):
         CaptionedVideoDataModule(str(tmp_path), frames=2, stride=2).setup()

@@ -98,6 +98,8 @@ class CaptionedClips(Dataset):
 class CaptionedVideoDataModule(SplitDataModule):
     """Captioned clips of ``root/train`` and ``root/val`` (see the module docstring).
 
+    ``root``: one corpus folder or several (their clips pooled: e.g. the captioned corpus and the
+    default video corpus's real footage for the video decoder, with ``size`` set so they agree);
     ``frames`` frames every ``stride``-th (a key-frame model: stride 4; the decoder: stride 1);
     ``size`` resizes frames to ``size`` x ``size`` (None: as stored); ``captions=False`` reads
     uncaptioned videos. Clips shorter than ``(frames - 1) * stride + 1`` are refused by name.
@@ -107,14 +109,17 @@ class CaptionedVideoDataModule(SplitDataModule):
     item_name = "clips"
     more_items_hint = "more clips in the corpus"
 
-    def __init__(self, root: str = "data/captioned_video", frames: int = 8, stride: int = 4, size: int | None = None,
-                 captions: bool = True, batch_size: int = 8, num_workers: int = 0) -> None:
+    def __init__(self, root: str | list[str] = "data/captioned_video", frames: int = 8, stride: int = 4,
+                 size: int | None = None, captions: bool = True, batch_size: int = 8, num_workers: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         if frames < 1 or stride < 1 or batch_size < 1 or (size is not None and size < 8):
             raise ValueError(f"frames, stride and batch_size must be positive and size at least 8; got "
                              f"frames={frames}, stride={stride}, batch_size={batch_size}, size={size}")
-        self.root, self.batch_size, self.num_workers = Path(root), batch_size, num_workers
+        self.roots = [Path(r) for r in ([root] if isinstance(root, str) else root)]
+        if not self.roots:
+            raise ValueError("root names no folder")
+        self.batch_size, self.num_workers = batch_size, num_workers
         self.train_set: CaptionedClips | None = None
         self.val_set: CaptionedClips | None = None
 
@@ -122,8 +127,12 @@ class CaptionedVideoDataModule(SplitDataModule):
         if self.train_set is not None:
             return
         h = self.hparams
-        self.train_set = CaptionedClips(find_clips(self.root / "train", h.captions), h.frames, h.stride, h.size, True)
-        self.val_set = CaptionedClips(find_clips(self.root / "val", h.captions), h.frames, h.stride, h.size, False)
+
+        def clips(split: str) -> list[tuple[Path, str]]:
+            return [clip for root in self.roots for clip in find_clips(root / split, h.captions)]
+
+        self.train_set = CaptionedClips(clips("train"), h.frames, h.stride, h.size, True)
+        self.val_set = CaptionedClips(clips("val"), h.frames, h.stride, h.size, False)
 
 
 def load_flow(path: Path) -> tuple[np.ndarray, np.ndarray]:
