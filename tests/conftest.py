@@ -124,3 +124,44 @@ def tiny_captioned(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("captioned")
     return build_captioned_video(root / "c", size=32, frames=12, clips=16, images=root / "no_images", workers=2)
+
+
+def _fit_videogen(name: str, root: Path, corpus: Path, *extra: str) -> tuple[list[dict], Path]:
+    return fit_run(ROOT / "configs" / "videogen" / f"{name}_tiny.yaml", root / name, "--data.init_args.root",
+                   str(corpus), *extra)
+
+
+@pytest.fixture(scope="session")
+def videogen_stages(tiny_captioned, tmp_path_factory) -> dict[str, Path]:
+    """The five tiny stages and the benchmark's attribute classifier trained through train.py on the tiny
+    corpus (each checked to learn); their last checkpoints."""
+    root = tmp_path_factory.mktemp("videogen")
+    out = {}
+    rows, out["autoencoder"] = _fit_videogen("autoencoder", root, tiny_captioned, "--trainer.max_steps", "12",
+                                             "--model.init_args.disc_start_step", "6")
+    l1 = column(rows, "train/l1")
+    assert l1[-1] < 0.8 * l1[0]
+    vae = ("--model.init_args.vae_ckpt", str(out["autoencoder"]))
+    for name, steps, extra in (("text_to_image", 12, vae), ("keyframes", 24, vae), ("flow", 12, ()),
+                               ("video_decoder", 12, vae), ("classifier", 12, ())):
+        rows, out[name] = _fit_videogen(name, root, tiny_captioned, "--trainer.max_steps", str(steps), *extra)
+        if name in ("video_decoder", "classifier"):
+            loss = column(rows, "train/loss")
+            assert sum(loss[-3:]) < 0.95 * sum(loss[:3]), (name, loss)
+            if name == "video_decoder":  # it starts as the image decoder and stays as sharp
+                assert column(rows, "val/psnr")[-1] > column(rows, "val/image_decoder_psnr")[-1] - 0.5
+            continue  # (the classifier's two held-out clips are too few for a held-out loss)
+        val = column(rows, "val/epe" if name == "flow" else "val/loss")
+        assert len(val) >= 2 and val[-1] < 0.95 * val[0], (name, val)
+    return out
+
+
+@pytest.fixture(scope="session")
+def videogen_model(videogen_stages, tmp_path_factory) -> Path:
+    from codecgen.generators.videogen.assemble import main
+
+    folder = tmp_path_factory.mktemp("assembled") / "videogen"
+    assert main([str(folder), "--text-to-image", str(videogen_stages["text_to_image"]), "--keyframes",
+                 str(videogen_stages["keyframes"]), "--flow", str(videogen_stages["flow"]), "--video-decoder",
+                 str(videogen_stages["video_decoder"])]) == 0
+    return folder

@@ -3,58 +3,18 @@ through train.py and lowers its loss, the stages assemble into one model, a fixe
 flow upsampling rebuilds a moving square's middle frame, the CLI writes frames x upsample frames, bad input."""
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, column, fit_run
+from conftest import ROOT
 
 CONFIGS = ROOT / "configs" / "videogen"
 
 
-def _fit(name: str, root: Path, corpus: Path, *extra: str) -> tuple[list[dict], Path]:
-    return fit_run(CONFIGS / f"{name}_tiny.yaml", root / name, "--data.init_args.root", str(corpus), *extra)
-
-
-@pytest.fixture(scope="module")
-def stages(tiny_captioned, tmp_path_factory) -> dict[str, Path]:
-    """The five tiny stages and the benchmark's attribute classifier trained through train.py on the tiny
-    corpus (each checked to learn); their last checkpoints."""
-    root = tmp_path_factory.mktemp("videogen")
-    out = {}
-    rows, out["autoencoder"] = _fit("autoencoder", root, tiny_captioned, "--trainer.max_steps", "12",
-                                    "--model.init_args.disc_start_step", "6")
-    l1 = column(rows, "train/l1")
-    assert l1[-1] < 0.8 * l1[0]
-    vae = ("--model.init_args.vae_ckpt", str(out["autoencoder"]))
-    for name, steps, extra in (("text_to_image", 12, vae), ("keyframes", 24, vae), ("flow", 12, ()),
-                               ("video_decoder", 12, vae), ("classifier", 12, ())):
-        rows, out[name] = _fit(name, root, tiny_captioned, "--trainer.max_steps", str(steps), *extra)
-        if name in ("video_decoder", "classifier"):
-            loss = column(rows, "train/loss")
-            assert np.mean(loss[-3:]) < 0.95 * np.mean(loss[:3]), (name, loss)
-            if name == "video_decoder":  # it starts as the image decoder and stays as sharp
-                assert column(rows, "val/psnr")[-1] > column(rows, "val/image_decoder_psnr")[-1] - 0.5
-            continue  # (the classifier's two held-out clips are too few for a held-out loss)
-        val = column(rows, "val/epe" if name == "flow" else "val/loss")
-        assert len(val) >= 2 and val[-1] < 0.95 * val[0], (name, val)
-    return out
-
-
-@pytest.fixture(scope="module")
-def assembled(stages, tmp_path_factory) -> Path:
-    from codecgen.generators.videogen.assemble import main
-
-    folder = tmp_path_factory.mktemp("assembled") / "videogen"
-    assert main([str(folder), "--text-to-image", str(stages["text_to_image"]), "--keyframes",
-                 str(stages["keyframes"]), "--flow", str(stages["flow"]), "--video-decoder",
-                 str(stages["video_decoder"])]) == 0
-    return folder
-
-
-def test_the_stages_share_one_latent_space_and_the_scale_is_measured_once(stages):
+def test_the_stages_share_one_latent_space_and_the_scale_is_measured_once(videogen_stages):
+    stages = videogen_stages
     import codecgen
 
     t2i, keys = codecgen.load(str(stages["text_to_image"])), codecgen.load(str(stages["keyframes"]))
@@ -64,11 +24,11 @@ def test_the_stages_share_one_latent_space_and_the_scale_is_measured_once(stages
         assert torch.equal(model.vae.encoder.conv_in.weight, ae.vae.encoder.conv_in.weight)
 
 
-def test_a_fixed_seed_gives_the_same_video_and_frames_times_upsample_frames(assembled):
+def test_a_fixed_seed_gives_the_same_video_and_frames_times_upsample_frames(videogen_model):
     import codecgen
     from codecgen.generators.videogen.pipeline import VideoGen, generate_video
 
-    model = codecgen.load(str(assembled))
+    model = codecgen.load(str(videogen_model))
     assert isinstance(model, VideoGen)
 
     def video(seed, **kw):
@@ -145,13 +105,13 @@ def test_the_temporal_decoder_starts_as_the_image_decoder():
         assert torch.allclose(decode_video(temporal, z), expected, atol=1e-5)
 
 
-def test_cli_writes_the_video_and_refuses_bad_input(assembled, tmp_path, capsys):
+def test_cli_writes_the_video_and_refuses_bad_input(videogen_model, tmp_path, capsys):
     import infer
     from codecgen.datamodules.image import save_image
     from codecgen.datamodules.video import probe_video
 
     out = tmp_path / "v.mp4"
-    args = ["text-to-video", "--model", str(assembled), "--frames", "3", "--upsample", "4", "--steps", "3",
+    args = ["text-to-video", "--model", str(videogen_model), "--frames", "3", "--upsample", "4", "--steps", "3",
             "--quiet"]
     assert infer.main([*args, "two blue squares grow", str(out)]) == 0
     info = probe_video(out)
