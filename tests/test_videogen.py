@@ -142,3 +142,34 @@ def test_cli_writes_the_video_and_refuses_bad_input(videogen_model, tmp_path, ca
     assert infer.main(["text-to-video", "--model", "hificodec-16k", "a red circle moves left",
                        str(tmp_path / "a.mp4"), "--quiet"]) == 2
     assert "not an assembled VideoGen" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "paper"])
+def test_each_sizes_stages_fit_together(size):
+    # the chain loads one stage's weights into the next: one latent space, one text encoder, matching widths
+    import yaml
+
+    def model_of(name):
+        return yaml.safe_load(open(CONFIGS / f"{name}_{size}.yaml"))["model"]["init_args"]
+
+    vae = model_of("autoencoder")["vae"]["init_args"]
+    t2i, keys, decoder = model_of("text_to_image"), model_of("keyframes"), model_of("video_decoder")
+    assert t2i["vae"]["init_args"] == keys["vae"]["init_args"] == decoder["image_vae"]["init_args"] == vae
+    assert not vae["use_post_quant_conv"] and vae["norm_num_groups"] == 32 and vae["layers_per_block"] == 2
+    temporal = decoder["vae"]["init_args"]
+    assert all(temporal[k] == vae[k] for k in ("block_out_channels", "layers_per_block", "latent_channels",
+                                                "down_block_types"))
+    assert t2i["text_encoder"] == keys["text_encoder"]  # init_text_from copies one into the other
+    text = t2i["text_encoder"]["init_args"]
+    c = vae["latent_channels"]
+    for model, channels in ((t2i, c), (keys, 2 * c + 1)):
+        unet = model["unet"]["init_args"]
+        assert unet["cross_attention_dim"] == text["dim"] and unet["in_channels"] == channels
+    from codecgen.datamodules.corpora.captioned_video import caption_vocabulary
+
+    assert set(caption_vocabulary()) <= set(text["vocabulary"])
+    if size != "paper":  # the paper sizes are for GPUs: building them here takes minutes and gigabytes
+        from codecgen.config import build
+
+        for name in ("autoencoder", "text_to_image", "keyframes", "flow", "video_decoder", "classifier"):
+            build(yaml.safe_load(open(CONFIGS / f"{name}_{size}.yaml"))["model"])
