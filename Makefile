@@ -10,7 +10,7 @@ SYSTEM_DATA := opencv-doc:/usr/share/doc/opencv-doc/examples/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup system-deps test demo demo-train corpus image-corpus video-corpus portrait-corpus clean-runs
+.PHONY: setup system-deps test demo demo-train corpus image-corpus video-corpus portrait-corpus captioned-video-corpus clean-runs
 
 setup: system-deps $(STAMP)
 
@@ -56,6 +56,11 @@ video-corpus: setup
 portrait-corpus: image-corpus
 	@echo "== portrait corpus into data/portraits: 240 clips at 128 px with exact landmarks, masks, visemes, labels (about 15 minutes on 2 cores) =="
 	$(PY) -m codecgen.datamodules.prepare portraits --out data/portraits --workers 2
+
+# Captioned clips for VideoGen over the image corpus's photos: shapes and camera moves with exact captions and flow.
+captioned-video-corpus: image-corpus
+	@echo "== captioned-video corpus into data/captioned_video: 1600 clips at 64 px x 32 frames with exact captions, flow and occlusion (about 15 minutes on 2 cores) =="
+	$(PY) -m codecgen.datamodules.prepare captioned-video --out data/captioned_video --workers 2
 
 # The main job end to end: shipped codecs through infer.py, tables against Opus, WebP / JPEG 2000, x265.
 # It needs a few held-out files only: the full corpora in data/ where built, else their demo slices,

@@ -18,7 +18,8 @@ stages=${STAGES:-identity audio vae probe stage1 stage2 stage2_pixel stage2_none
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 declare -A minutes=([identity]=8 [audio]=15 [vae]=20 [probe]=8 [stage1]=30 [stage2]=25 [stage2_pixel]=20
                     [stage2_none]=20 [face_vq]=10 [restorer]=8 [restorer_temporal]=5)
-newest() { { find "$1" -name last.ckpt -printf "%T@ %p\n" 2>/dev/null || true; } | sort -n | tail -1 | cut -d" " -f2; }
+# shellcheck source=scripts/stage_runs.sh
+source "$(dirname "$0")/stage_runs.sh"
 wait_for() {  # wait_for STAGE...: until each one's export exists (another process may be training it)
     for s in "$@"; do
         until [ -f "$out/$s/export/config.json" ]; do sleep 30; done

@@ -19,13 +19,8 @@ data=${DATA:-data/captioned_video}
 stages=" ${STAGES:-autoencoder text_to_image keyframes flow classifier video_decoder assemble} "
 wants() { [[ $stages == *" $1 "* ]]; }
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-newest() { { find "$1" -name last.ckpt -printf "%T@ %p\n" 2>/dev/null || true; } | sort -n | tail -1 | cut -d" " -f2; }
-last() {
-    local ckpt
-    ckpt=$(newest "$1")
-    [ -n "$ckpt" ] || { echo "no last.ckpt under $1: train that stage first" >&2; exit 1; }
-    echo "$ckpt"
-}
+# shellcheck source=scripts/stage_runs.sh
+source "$(dirname "$0")/stage_runs.sh"
 fit() {  # fit NAME [train.py args]: one stage, resumed if it has a checkpoint
     local name=$1 dir="$out/$1" resume=()
     shift
