@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from codecgen.config import configurable
 from codecgen.datamodules.portrait_clips import CLIP_FPS, CLIP_SAMPLE_RATE
 from codecgen.generators.base import Generator, GeneratorPipeline
+from codecgen.generators.latent_space import FrameLatentSpace
 from codecgen.kl_autoencoder import autoencoder_factor
 from codecgen.nn.audio_conditioning import audio_windows, install_audio_attention
 from codecgen.nn.expression_text import EXPRESSIONS
@@ -129,7 +130,7 @@ def _frozen(module: nn.Module) -> nn.Module:
 
 
 @configurable
-class PortraitAnimator(Generator):
+class PortraitAnimator(FrameLatentSpace, Generator):
     """Args:
         reference_net: a diffusers ``UNet2DConditionModel`` (the reference net; the denoiser is
             ``UNetMotionModel.from_unet2d(reference_net, motion_adapter)``, starting from its weights).
@@ -183,7 +184,8 @@ class PortraitAnimator(Generator):
                          condition_dropout)
         self._check_sizes(reference_net, vae, audio_encoder, audio_proj, face_embedder, identity_proj,
                           face_locator, label_encoder, audio_margin)
-        self.reference_net, self.vae = reference_net, _frozen(vae)
+        self.reference_net = reference_net
+        self.init_latent_space(_frozen(vae), vae_ckpt)
         self.audio_encoder, self.face_embedder = _frozen(audio_encoder), _frozen(face_embedder)
         self.audio_proj, self.identity_proj = audio_proj, identity_proj
         self.face_locator, self.label_encoder = face_locator, label_encoder
@@ -200,10 +202,8 @@ class PortraitAnimator(Generator):
             raise ValueError(f"frames_per_clip + motion_frames must be at most the motion modules' "
                              f"motion_max_seq_length {max_frames}, got {frames_per_clip} + {motion_frames}")
         self.frames_per_clip, self.max_frames = frames_per_clip, max_frames
-        self.vae_ckpt, self.audio_ckpt, self.identity_ckpt = vae_ckpt, audio_ckpt, identity_ckpt
+        self.audio_ckpt, self.identity_ckpt = audio_ckpt, identity_ckpt
         self.init_from = init_from
-        self.register_buffer("latent_scale", torch.ones(()))
-        self._measure_scale = False
         self._set_trainable()
         if ema_decay is not None:
             from codecgen.nn.ema import EMA
@@ -250,23 +250,9 @@ class PortraitAnimator(Generator):
 
     # -- the latent space -----------------------------------------------------------------
     @property
-    def vae_factor(self) -> int:
-        return autoencoder_factor(self.vae)
-
-    @property
     def frame_size(self) -> int:
         """The side of the square frames the model was built for (the UNets' sample size x the VAE's factor)."""
         return int(self.reference_net.config.sample_size) * self.vae_factor
-
-    def encode_frames(self, frames: Tensor) -> Tensor:
-        """(N, 3, H, W) in [-1, 1] -> (N, C, H / f, W / f) scaled latents."""
-        with torch.no_grad():
-            return self.vae.encode(frames).latent_dist.mode() * self.latent_scale
-
-    def decode_latents(self, latents: Tensor) -> Tensor:
-        """(N, C, h, w) scaled latents -> (N, 3, H, W) in [-1, 1], clamped."""
-        with torch.no_grad():
-            return self.vae.decode(latents / self.latent_scale).sample.clamp(-1, 1)
 
     # -- conditions ---------------------------------------------------------------------
     def identity_tokens(self, reference: Tensor, face_box: Tensor) -> Tensor:
@@ -301,15 +287,7 @@ class PortraitAnimator(Generator):
     def latents_and_condition(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         frames = batch["frames"]  # (B, F, 3, H, W)
         b, f = frames.shape[:2]
-        if self._measure_scale:  # LDM's scale_by_std, on the first batch of a fresh run
-            self._measure_scale = False
-            with torch.no_grad():
-                latents = self.vae.encode(frames.flatten(0, 1)).latent_dist.mode()
-            self.latent_scale.fill_(1.0 / float(latents.float().std().clamp(min=1e-8)))
-            x0 = latents * self.latent_scale
-        else:
-            x0 = self.encode_frames(frames.flatten(0, 1))
-        x0 = x0.unflatten(0, (b, f))
+        x0 = self.training_latents(frames.flatten(0, 1)).unflatten(0, (b, f))
         m = self.motion_frames if self.stage == 2 else 0
         motion = x0.new_zeros((b, 0, *x0.shape[2:]))
         if m:
@@ -377,9 +355,6 @@ class PortraitAnimator(Generator):
     # -- training -------------------------------------------------------------------------
     def configure_optimizers(self):
         return torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=self.lr)
-
-    def inference_state_dict(self) -> dict[str, Tensor]:
-        return {**super().inference_state_dict(), "latent_scale": self.latent_scale}
 
     def on_fit_start(self) -> None:
         from codecgen import hub

@@ -144,12 +144,15 @@ def generate_video(model: VideoGen, prompt: str, frames: int = 8, upsample: int 
             report("temporal upsampling", 1, 1)
         total = latents.shape[0]
         report("decoding", 0, total)
-        if decoder == "video":
+        if decoder == "video":  # the temporal decoder sees the whole clip at once
             from codecgen.generators.videogen.video_decoder import decode_video
 
-            video = decode_video(model.video_decoder, (latents / keys.latent_scale)[None])[0]
-        else:
-            video = torch.cat([keys.decode_latents(latents[i : i + 8]) for i in range(0, total, 8)])
-        for i, frame in enumerate(video):
-            report("decoding", i + 1, total)
-            yield (frame + 1) / 2
+            chunks = iter([decode_video(model.video_decoder, (latents / keys.latent_scale)[None])[0]])
+        else:  # frame by frame, decoded a few at a time as the writer takes them
+            chunks = (keys.decode_latents(latents[i : i + 8]) for i in range(0, total, 8))
+        done = 0
+        for chunk in chunks:
+            for frame in chunk:
+                done += 1
+                report("decoding", done, total)
+                yield (frame + 1) / 2
