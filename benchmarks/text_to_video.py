@@ -18,7 +18,8 @@ weights, which text-to-video papers score with, do not exist here).
    true first frame (the paper's training condition), and none (zeroed). The classifier reads shape, colour and
    motion back; accuracy per attribute, all three right, and on the held-out triples alone. Bound: the
    classifier on the real clips of the same prompts.
-2. Temporal upsampling: ``--clips`` held-out clips (drawn, and real footage when ``--video-data`` is built), key
+2. Temporal upsampling: ``--clips`` held-out clips (drawn, and the video corpus's val clips, camera moves over
+   held-out photos and real footage, when ``--video-data`` is built), key
    frames every 4th frame, the 3 between rebuilt by flow (RAFT of the model, softmax splatting), by a linear
    blend and by the nearest key frame; PSNR and MS-SSIM of the rebuilt frames.
 3. Flicker: the same clips' frames encoded and decoded by the image decoder and by the enhanced video decoder:
@@ -122,10 +123,8 @@ def consistency(model, classifier, data: Path, args) -> dict:
 def held_out_clips(data: Path, video_data: Path | None, count: int, frames: int, size: int) -> dict:
     """{"drawn": [...], "real": [...]} clips (T, 3, H, W) in [-1, 1] of ``frames`` frames at ``size`` px."""
     out = {"drawn": [p for p, _ in find_clips(data / "val", captions=False)][:count], "real": []}
-    if video_data is not None and (video_data / "val").is_dir():
+    if video_data is not None and (video_data / "val").is_dir():  # held out of the video decoder's training too
         out["real"] = [p for p, _ in find_clips(video_data / "val", captions=False)][:count]
-        out["real"] += [p for p, _ in find_clips(video_data / "train", captions=False)
-                        if p.name.startswith("real_")][: max(0, count - len(out["real"]))]
     return {kind: [load_video(p, 0, frames, size=(size, size)) * 2 - 1 for p in paths] for kind, paths in out.items()}
 
 
