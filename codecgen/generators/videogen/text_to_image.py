@@ -98,5 +98,3 @@ class TextToImage(FrameLatentSpace, Generator):
         return self.pipeline(scheduler)(list(prompts), num_steps=num_steps, guidance=guidance, seed=seed,
                                         progress=progress).samples
 
-
-__all__ = ["TextToImage", "TextToImagePipeline"]
